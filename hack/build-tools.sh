@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Builds the pinned tools into .cache/bin, from the Go module proxy only, and installs the
+# Debian packages the local cluster needs. Idempotent: .cache/bin/.stamps/<tool> records what
+# was built; a tool whose stamp matches is skipped. Order: helm, helm3, ct (other work needs
+# them first), then the Kubernetes binaries, then kwok. Timings go to .cache/bin/build-times.log.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BIN="$ROOT/.cache/bin"
+STAMPS="$BIN/.stamps"
+TOOLS="$ROOT/tools"
+mkdir -p "$STAMPS"
+# shellcheck source=../tools/versions.env
+source "$TOOLS/versions.env"
+export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
+
+# With Go's jsonv2 experiment on, kube-apiserver serves a garbled /openapi/v2 (helm then fails
+# with "failed to download openapi"): turn it off where this Go enables it by default.
+if go list -f '{{context.ToolTags}}' runtime | grep -q 'goexperiment.jsonv2'; then
+  export GOEXPERIMENT=nojsonv2
+fi
+GO_SIG="$(go env GOVERSION) ${GOEXPERIMENT:-}"
+
+log() { echo "build-tools: $*" >&2; }
+
+up_to_date() {  # name stamp
+  [[ -x "$BIN/$1" && -f "$STAMPS/$1" && "$(cat "$STAMPS/$1")" == "$2" ]]
+}
+
+timed() {  # label cmd...
+  local start=$SECONDS
+  "${@:2}"
+  local secs=$((SECONDS - start))
+  log "$1 built in ${secs}s"
+  echo "$(date -u +%FT%TZ) $1 ${secs}s ($GO_SIG)" >>"$BIN/build-times.log"
+}
+
+# go_install NAME PKG VERSION LDFLAGS: `go install PKG@VERSION` under the name NAME.
+go_install() {
+  local name=$1 pkg=$2 version=$3 ldflags=$4 stamp="$3 $GO_SIG"
+  if up_to_date "$name" "$stamp"; then log "$name $version: up to date"; return; fi
+  local tmp
+  tmp="$(mktemp -d "$BIN/.build-XXXX")"
+  log "$name $version: building"
+  timed "$name $version" env GOBIN="$tmp" go install -ldflags "$ldflags" "$pkg@$version"
+  mv -f "$tmp/$(basename "$pkg")" "$BIN/$name"
+  rmdir "$tmp"
+  echo "$stamp" >"$STAMPS/$name"
+}
+
+# client_go_minor MODULE@VERSION: the Kubernetes minor version whose client-go it uses.
+client_go_minor() {
+  local mod
+  mod="$(go mod download -json "$1" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  awk '$1 == "k8s.io/client-go" {split($2, v, "."); print v[2]}' "$mod"
+}
+
+# kube_build GROUP BINARY...: builds k8s.io/kubernetes/cmd/BINARY from tools/go.mod.
+kube_build() {
+  local group=$1; shift
+  local version stamp todo=()
+  version="$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$TOOLS/go.mod")"
+  stamp="$version $(sha256sum "$TOOLS/go.mod" | cut -c1-12) $GO_SIG"
+  for b in "$@"; do up_to_date "$b" "$stamp" || todo+=("$b"); done
+  if ((${#todo[@]} == 0)); then log "$group $version: up to date"; return; fi
+  local minor=${version#v1.}; minor=${minor%%.*}
+  local v=k8s.io/component-base/version c=k8s.io/client-go/pkg/version x=""
+  for pkg in $v $c; do
+    x+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    x+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  local pkgs=()
+  for b in "${todo[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
+  log "$group $version: building ${todo[*]}"
+  (cd "$TOOLS" && timed "$group $version (${todo[*]})" \
+    go build -ldflags "-s -w$x" -o "$BIN/" "${pkgs[@]}")
+  for b in "${todo[@]}"; do echo "$stamp" >"$STAMPS/$b"; done
+}
+
+# kwok_stages: kwok's own stages (node-fast, node-heartbeat-with-lease, pod-fast: what
+# `kwokctl` runs by default), from the pinned module, joined into the config the controller reads.
+kwok_stages() {
+  local out="$BIN/kwok-stages.yaml" stamp="$KWOK_VERSION"
+  if [[ -f "$out" && "$(cat "$STAMPS/kwok-stages" 2>/dev/null)" == "$stamp" ]]; then return; fi
+  local dir
+  dir="$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
+  local s="$dir/kustomize/stage" f
+  for f in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease \
+           pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
+    echo "---"; cat "$s/$f.yaml"
+  done >"$out.tmp"
+  mv -f "$out.tmp" "$out"
+  echo "$stamp" >"$STAMPS/kwok-stages"
+  log "kwok stages $KWOK_VERSION: written to $out"
+}
+
+apt_packages() {
+  local missing=()
+  for p in $APT_PACKAGES; do
+    dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if ((${#missing[@]} == 0)); then log "apt: ${APT_PACKAGES} installed"; return; fi
+  log "apt: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+main() {
+  apt_packages
+  go_install helm helm.sh/helm/v4/cmd/helm "$HELM_VERSION" \
+    "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
+  local h3=helm.sh/helm/v3 m3
+  m3="$(client_go_minor "$h3@$HELM3_VERSION")"
+  go_install helm3 "$h3/cmd/helm" "$HELM3_VERSION" \
+    "-s -w -X $h3/internal/version.version=$HELM3_VERSION -X $h3/internal/version.gitTreeState=clean
+     -X $h3/pkg/lint/rules.k8sVersionMajor=1 -X $h3/pkg/lint/rules.k8sVersionMinor=$m3
+     -X $h3/pkg/chartutil.k8sVersionMajor=1 -X $h3/pkg/chartutil.k8sVersionMinor=$m3"
+  go_install ct github.com/helm/chart-testing/v3/ct "$CT_VERSION" \
+    "-s -w -X github.com/helm/chart-testing/v3/ct/cmd.Version=$CT_VERSION"
+  kube_build control-plane kube-apiserver kube-controller-manager kube-scheduler kubectl
+  kube_build node kubelet kube-proxy
+  go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION" \
+    "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
+  kwok_stages
+}
+
+main "$@"
