@@ -1,0 +1,236 @@
+"""The local cluster: etcd, kube-apiserver, controller-manager, scheduler and kwok with fake
+nodes, all on 127.0.0.1, run from one state directory.
+
+    cluster = Cluster()            # state in .cache/cluster, binaries in .cache/bin
+    cluster.up(nodes=3)            # reuses a healthy running cluster
+    cluster.add_nodes(2); cluster.remove_nodes(["kwok-node-4"])
+    cluster.down()                 # stops exactly the processes this state dir started
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+from . import chartrepo, components, nodes, pki
+from .kubeapi import ApiError, KubeApi
+from .procs import ComponentError, Processes, free_port, log_tail, wait_until
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_STATE_DIR = REPO_ROOT / ".cache" / "cluster"
+DEFAULT_BIN_DIR = REPO_ROOT / ".cache" / "bin"
+DEFAULT_CHARTS = (REPO_ROOT / "charts" / "vineyard",)
+DEFAULT_REPO_DIR = REPO_ROOT / ".cache" / "chartrepo"
+# Start order; `down` stops in reverse. The chart repository server is stopped by `down` too.
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
+            "kwok-stages.yaml")
+ETCD = "/usr/bin/etcd"
+
+
+class ClusterError(RuntimeError):
+    """The cluster cannot be started or used (missing binaries, not running, ...)."""
+
+
+def _http_ok(url: str) -> bool:
+    # Components' own serving certs are self-signed: health probes on loopback skip checks.
+    ctx = ssl._create_unverified_context()
+    try:
+        with urllib.request.urlopen(url, context=ctx, timeout=2.0) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+class Cluster:
+    def __init__(self, state_dir: Path | str = DEFAULT_STATE_DIR, *,
+                 bin_dir: Path | str = DEFAULT_BIN_DIR):
+        self.state_dir = Path(state_dir).resolve()
+        self.bin_dir = Path(bin_dir).resolve()
+        self.kubeconfig = self.state_dir / "kubeconfig"
+        self.procs = Processes(self.state_dir)
+        self._info_file = self.state_dir / "cluster.json"
+
+    # --- state -------------------------------------------------------------------------------
+
+    @property
+    def ports(self) -> components.Ports:
+        try:
+            return components.Ports(**json.loads(self._info_file.read_text())["ports"])
+        except (OSError, KeyError, ValueError) as e:
+            raise ClusterError(f"no cluster in {self.state_dir}: run `up` first") from e
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.ports.apiserver}"
+
+    @property
+    def api(self) -> KubeApi:
+        return KubeApi(self.server, self.state_dir / "pki")
+
+    @property
+    def env(self) -> dict[str, str]:
+        """os.environ with KUBECONFIG set and the built tools (helm, kubectl) first on PATH."""
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig),
+                "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+    def kubectl(self, *args: str, input: str | None = None,
+                check: bool = True) -> subprocess.CompletedProcess:
+        """Runs the built kubectl against this cluster; output captured as text."""
+        return subprocess.run([str(self.bin_dir / "kubectl"), *args], input=input, text=True,
+                              capture_output=True, env=self.env, check=check)
+
+    def _health_checks(self) -> dict[str, Callable[[], bool]]:
+        p = self.ports
+        return {
+            "etcd": lambda: _http_ok(f"http://127.0.0.1:{p.etcd}/health"),
+            "kube-apiserver": lambda: self.api.ok("/readyz"),
+            "kube-controller-manager": lambda: _http_ok(f"https://127.0.0.1:{p.controller_manager}/healthz"),
+            "kube-scheduler": lambda: _http_ok(f"https://127.0.0.1:{p.scheduler}/healthz"),
+            "kwok": lambda: _http_ok(f"http://127.0.0.1:{p.kwok}/healthz"),
+        }
+
+    def status(self) -> dict[str, dict]:
+        """Per component: pid (None when not running) and whether its health check passes."""
+        running = {name: self.procs.pid(name) for name in COMPONENTS}
+        try:
+            checks = self._health_checks()
+        except ClusterError:
+            checks = {}
+        return {name: {"pid": pid, "healthy": bool(pid and name in checks and checks[name]())}
+                for name, pid in running.items()}
+
+    def is_healthy(self) -> bool:
+        return all(s["healthy"] for s in self.status().values())
+
+    # --- up / down ---------------------------------------------------------------------------
+
+    def up(self, *, nodes: int = 3, timeout: float = 120.0) -> float:
+        """Starts the cluster with `nodes` Ready fake nodes, or reuses a healthy running one
+        (adding nodes up to `nodes`). Returns the seconds it took."""
+        start = time.monotonic()
+        if self.is_healthy():
+            missing = nodes - len(self.node_names())
+            if missing > 0:
+                self.add_nodes(missing, timeout=timeout)
+            return time.monotonic() - start
+        self._check_binaries()
+        self.down()  # whatever is left of an earlier, unhealthy run
+        pki.ensure_pki(self.state_dir / "pki")
+        shutil.rmtree(self.state_dir / "etcd", ignore_errors=True)
+        ports = components.Ports(*(free_port() for _ in range(6)))
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._info_file.write_text(json.dumps({"ports": asdict(ports)}, indent=2) + "\n")
+        self._write_kubeconfigs()
+        deadline = time.monotonic() + timeout
+        checks = self._health_checks()
+        try:
+            self.procs.start("etcd", components.etcd(ETCD, self.state_dir, ports))
+            self._wait_healthy(["etcd"], checks, deadline)
+            self.procs.start("kube-apiserver", components.apiserver(self.bin_dir, self.state_dir, ports))
+            self._wait_healthy(["kube-apiserver"], checks, deadline)
+            rest = ["kube-controller-manager", "kube-scheduler", "kwok"]
+            argv = {"kube-controller-manager": components.controller_manager,
+                    "kube-scheduler": components.scheduler, "kwok": components.kwok}
+            for name in rest:
+                self.procs.start(name, argv[name](self.bin_dir, self.state_dir, ports))
+            self._wait_healthy(rest, checks, deadline)
+            if nodes:
+                self.add_nodes(nodes, timeout=max(1.0, deadline - time.monotonic()))
+        except BaseException:
+            self.down()
+            raise
+        return time.monotonic() - start
+
+    def down(self) -> None:
+        """Stops every process this state dir started (pid files), last-started first."""
+        names = self.procs.names()
+        ordered = [n for n in names if n not in COMPONENTS] + [
+            n for n in reversed(COMPONENTS) if n in names]
+        for name in ordered:
+            self.procs.stop(name)
+
+    def _check_binaries(self) -> None:
+        missing = [b for b in BINARIES if not (self.bin_dir / b).exists()]
+        if not Path(ETCD).exists():
+            missing.append(ETCD)
+        if missing:
+            raise ClusterError(f"missing {', '.join(missing)} (in {self.bin_dir}): "
+                               "run `make tools` (hack/build-tools.sh) first")
+
+    def _write_kubeconfigs(self) -> None:
+        pki_dir, server = self.state_dir / "pki", self.server
+        pki.write_kubeconfig(self.kubeconfig, server=server, pki=pki_dir, user="admin")
+        for user in ("controller-manager", "scheduler", "kwok"):
+            pki.write_kubeconfig(self.state_dir / "kubeconfigs" / f"{user}.kubeconfig",
+                                 server=server, pki=pki_dir, user=user)
+
+    def _wait_healthy(self, names: list[str], checks: dict, deadline: float) -> None:
+        pending = list(names)
+
+        def progress() -> bool:
+            for name in list(pending):
+                self.procs.check_running(name)  # raises ComponentError with the log tail
+                if checks[name]():
+                    pending.remove(name)
+            return not pending
+
+        if not wait_until(progress, max(0.0, deadline - time.monotonic())):
+            name = pending[0]
+            raise ComponentError(f"{name} not healthy before the deadline; last lines of "
+                                 f"{self.procs.log(name)}:\n{log_tail(self.procs.log(name))}")
+
+    # --- nodes -------------------------------------------------------------------------------
+
+    def node_names(self) -> list[str]:
+        key, value = components.KWOK_NODE_ANNOTATION
+        items = self.api.get("/api/v1/nodes")["items"]
+        return sorted(n["metadata"]["name"] for n in items
+                      if n["metadata"].get("annotations", {}).get(key) == value)
+
+    def add_nodes(self, count: int = 1, *, timeout: float = 60.0) -> list[str]:
+        """Creates `count` fake nodes and waits until they are Ready; returns their names."""
+        names = nodes.next_names(self.node_names(), count)
+        api = self.api
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda n: api.create("/api/v1/nodes", nodes.node_manifest(n)), names))
+        self.wait_nodes_ready(names, timeout=timeout)
+        return names
+
+    def remove_nodes(self, names: list[str]) -> None:
+        for name in names:
+            self.api.delete(f"/api/v1/nodes/{name}")
+
+    def wait_nodes_ready(self, names: list[str], *, timeout: float = 60.0) -> None:
+        wanted = set(names)
+
+        def ready() -> bool:
+            items = self.api.get("/api/v1/nodes")["items"]
+            done = {n["metadata"]["name"] for n in items if nodes.is_ready(n)}
+            return wanted <= done
+
+        if not wait_until(ready, timeout, interval=0.2):
+            self.procs.check_running("kwok")
+            raise ComponentError(f"nodes not Ready after {timeout:.0f}s: {sorted(wanted)}; "
+                                 f"last lines of kwok's log:\n{log_tail(self.procs.log('kwok'))}")
+
+
+    # --- chart repository --------------------------------------------------------------------
+
+    def serve_repo(self, charts: tuple[Path | str, ...] = DEFAULT_CHARTS, *,
+                   repo_dir: Path | str = DEFAULT_REPO_DIR) -> str:
+        """Packages `charts` into `repo_dir`, serves it on 127.0.0.1 until `down`; returns the
+        URL for `helm repo add`. Needs no running cluster."""
+        return chartrepo.serve_repo(self.procs, [Path(c) for c in charts], Path(repo_dir),
+                                    helm=self.bin_dir / "helm")
+
+
+__all__ = ["ApiError", "Cluster", "ClusterError", "ComponentError", "DEFAULT_STATE_DIR"]

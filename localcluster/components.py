@@ -1,0 +1,87 @@
+"""Command lines of the cluster's components. Every listener is on 127.0.0.1."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+SERVICE_CIDR = "10.96.0.0/12"
+POD_CIDR = "10.244.0.0/16"
+# kwok manages exactly the nodes carrying this annotation (as kwokctl does).
+KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
+
+
+@dataclass(frozen=True)
+class Ports:
+    etcd: int
+    etcd_peer: int
+    apiserver: int
+    controller_manager: int
+    scheduler: int
+    kwok: int
+
+
+def etcd(bin_etcd: str, state: Path, ports: Ports) -> list[str]:
+    client, peer = f"http://127.0.0.1:{ports.etcd}", f"http://127.0.0.1:{ports.etcd_peer}"
+    return [bin_etcd, "--name=localcluster", f"--data-dir={state / 'etcd'}",
+            f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=localcluster={peer}", "--initial-cluster-state=new",
+            "--quota-backend-bytes=4294967296", "--logger=zap", "--log-outputs=stderr"]
+
+
+def apiserver(bin_dir: Path, state: Path, ports: Ports) -> list[str]:
+    pki = state / "pki"
+    return [str(bin_dir / "kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{ports.etcd}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--secure-port={ports.apiserver}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--authorization-mode=Node,RBAC",
+            # PodSecurity is on by default; namespaces opt in with pod-security labels.
+            "--enable-admission-plugins=NodeRestriction",
+            # The `kubernetes` Service must not advertise a loopback endpoint to pods.
+            "--endpoint-reconciler-type=none",
+            "--allow-privileged=true", "--profiling=false"]
+
+
+def controller_manager(bin_dir: Path, state: Path, ports: Ports) -> list[str]:
+    pki, kubeconfig = state / "pki", state / "kubeconfigs" / "controller-manager.kubeconfig"
+    return [str(bin_dir / "kube-controller-manager"),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1", f"--secure-port={ports.controller_manager}",
+            "--leader-elect=false", "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+            f"--cluster-signing-key-file={pki / 'ca.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}", "--profiling=false"]
+
+
+def scheduler(bin_dir: Path, state: Path, ports: Ports) -> list[str]:
+    kubeconfig = state / "kubeconfigs" / "scheduler.kubeconfig"
+    return [str(bin_dir / "kube-scheduler"),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1", f"--secure-port={ports.scheduler}",
+            "--leader-elect=false", "--profiling=false"]
+
+
+def kwok(bin_dir: Path, state: Path, ports: Ports) -> list[str]:
+    key, value = KWOK_NODE_ANNOTATION
+    return [str(bin_dir / "kwok"),
+            f"--kubeconfig={state / 'kubeconfigs' / 'kwok.kubeconfig'}",
+            f"--config={bin_dir / 'kwok-stages.yaml'}",
+            "--manage-all-nodes=false",
+            f"--manage-nodes-with-annotation-selector={key}={value}",
+            "--node-lease-duration-seconds=40",
+            "--cidr=10.244.0.1/16", "--node-ip=10.244.0.1",
+            f"--server-address=127.0.0.1:{ports.kwok}"]

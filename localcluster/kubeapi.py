@@ -1,0 +1,60 @@
+"""A minimal Kubernetes REST client (stdlib only) over the admin client certificate."""
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+
+class ApiError(RuntimeError):
+    def __init__(self, status: int, method: str, path: str, body: str):
+        super().__init__(f"{method} {path}: HTTP {status}: {body[:500]}")
+        self.status = status
+
+
+class KubeApi:
+    def __init__(self, server: str, pki: Path, user: str = "admin"):
+        self.server = server.rstrip("/")
+        self._ssl = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        self._ssl.load_cert_chain(str(pki / f"{user}.crt"), str(pki / f"{user}.key"))
+
+    def request(self, method: str, path: str, body: Any = None, *, timeout: float = 10.0,
+                content_type: str = "application/json") -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.server + path, data=data, method=method,
+                                     headers={"Content-Type": content_type,
+                                              "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(req, context=self._ssl, timeout=timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as e:
+            raise ApiError(e.code, method, path, e.read().decode(errors="replace")) from None
+        try:
+            return json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            return raw.decode(errors="replace")
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self.request("GET", path, **kw)
+
+    def create(self, path: str, obj: dict, **kw: Any) -> Any:
+        return self.request("POST", path, obj, **kw)
+
+    def delete(self, path: str, *, missing_ok: bool = True, **kw: Any) -> Any:
+        try:
+            return self.request("DELETE", path, **kw)
+        except ApiError as e:
+            if missing_ok and e.status == 404:
+                return None
+            raise
+
+    def ok(self, path: str) -> bool:
+        """True when GET `path` answers 200 (health endpoints); False on any error."""
+        try:
+            self.get(path, timeout=2.0)
+            return True
+        except (ApiError, OSError):
+            return False
