@@ -1,0 +1,33 @@
+# The README's two commands are `make demo` and `make test`. Everything they need is installed
+# by `make setup` into .cache/ (gitignored), so a fresh clone needs nothing else.
+SHELL := /bin/bash
+VENV := .cache/venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/.cache/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup venv tools test demo cluster-up cluster-down
+
+setup: venv tools
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+tools:
+	hack/build-tools.sh
+
+test: setup
+	$(PY) -m pytest -q
+
+demo: setup
+	$(PY) -m localcluster demo
+
+# The local Kubernetes (localcluster/): state, kubeconfig and logs in .cache/cluster.
+cluster-up: tools
+	python3 -m localcluster up
+
+cluster-down:
+	python3 -m localcluster down

@@ -1,0 +1,164 @@
+{{/* Chart name, overridable. */}}
+{{- define "vineyard.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name: the release name when it already contains the chart name (release "vineyard" gives
+"vineyard", as upstream's names did), else "<release>-<chart>". Truncated to 63 characters.
+*/}}
+{{- define "vineyard.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := include "vineyard.name" . }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "vineyard.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every object; user labels never enter selectors. */}}
+{{- define "vineyard.labels" -}}
+helm.sh/chart: {{ include "vineyard.chart" . }}
+app.kubernetes.io/name: {{ include "vineyard.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: vineyard
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels of one component: call with (dict "ctx" $ "component" "vineyardd"). */}}
+{{- define "vineyard.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "vineyard.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* Full label set of one component: call like vineyard.selectorLabels. */}}
+{{- define "vineyard.componentLabels" -}}
+{{ include "vineyard.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "vineyard.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "vineyard.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* An image reference from {repository, tag, digest}; a digest wins over the tag. */}}
+{{- define "vineyard.imageRef" -}}
+{{- if .image.digest }}
+{{- printf "%s@%s" .image.repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" .image.repository (default .defaultTag .image.tag) }}
+{{- end }}
+{{- end }}
+
+{{- define "vineyard.image" -}}
+{{- include "vineyard.imageRef" (dict "image" .Values.image "defaultTag" (printf "v%s" .Chart.AppVersion)) }}
+{{- end }}
+
+{{- define "vineyard.etcd.image" -}}
+{{- include "vineyard.imageRef" (dict "image" .Values.etcd.image "defaultTag" "") }}
+{{- end }}
+
+{{- define "vineyard.rpcServiceName" -}}
+{{- printf "%s-rpc" (include "vineyard.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "vineyard.etcd.fullname" -}}
+{{- printf "%s-etcd" (include "vineyard.fullname" .) | trunc 52 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The client Service keeps upstream's name: release "vineyard" gives "etcd-for-vineyard". */}}
+{{- define "vineyard.etcd.clientServiceName" -}}
+{{- printf "etcd-for-%s" (include "vineyard.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "vineyard.etcd.headlessServiceName" -}}
+{{- printf "%s-headless" (include "vineyard.etcd.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The etcd client endpoints vineyardd uses, as a list. */}}
+{{- define "vineyard.etcd.endpointList" -}}
+{{- if .Values.etcd.enabled }}
+{{- list (printf "http://%s.%s.svc.%s:%d" (include "vineyard.etcd.clientServiceName" .) .Release.Namespace .Values.clusterDomain (int .Values.etcd.clientPort)) | toJson }}
+{{- else }}
+{{- .Values.etcd.external.endpoints | toJson }}
+{{- end }}
+{{- end }}
+
+{{- define "vineyard.etcd.endpoints" -}}
+{{- include "vineyard.etcd.endpointList" . | fromJsonArray | join "," }}
+{{- end }}
+
+{{/* The host directory of the socket in hostPath mode, unique per namespace and release. */}}
+{{- define "vineyard.socket.hostPath" -}}
+{{- default (printf "/var/run/vineyard/%s/%s" .Release.Namespace .Release.Name) .Values.socket.volume.hostPath.path }}
+{{- end }}
+
+{{/*
+The socket directory inside vineyardd. In persistentVolumeClaim mode one claim may be shared by
+every node, so each node's vineyardd keeps its socket in a sub-directory named after the node.
+*/}}
+{{- define "vineyard.socket.dir" -}}
+{{- if eq .Values.socket.volume.type "persistentVolumeClaim" }}
+{{- printf "%s/$(MY_NODE_NAME)" .Values.socket.mountPath }}
+{{- else }}
+{{- .Values.socket.mountPath }}
+{{- end }}
+{{- end }}
+
+{{- define "vineyard.socket.path" -}}
+{{- printf "%s/%s" (include "vineyard.socket.dir" .) .Values.socket.fileName }}
+{{- end }}
+
+{{- define "vineyard.socket.claimName" -}}
+{{- default (printf "%s-socket" (include "vineyard.fullname" .)) .Values.socket.volume.persistentVolumeClaim.existingClaim }}
+{{- end }}
+
+{{/* Converts a quantity (512Mi, 1G, 1024) to bytes as a float, for comparisons. */}}
+{{- define "vineyard.quantityBytes" -}}
+{{- $q := toString . }}
+{{- $number := regexFind "^[0-9.]+" $q }}
+{{- $suffix := trimPrefix $number $q }}
+{{- $units := dict "" 1 "k" 1e3 "K" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 }}
+{{- if not (hasKey $units $suffix) }}
+{{- fail (printf "cannot read the quantity %q" $q) }}
+{{- end }}
+{{- mulf (float64 $number) (get $units $suffix) }}
+{{- end }}
+
+{{/* Environment vineyardd reads for its instance identity (downward API). */}}
+{{- define "vineyard.identityEnv" -}}
+- name: MY_NODE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: spec.nodeName
+- name: MY_POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: MY_POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+{{- /* vineyardd advertises MY_HOST_NAME to RPC clients; the pod IP is what they can reach. */}}
+- name: MY_HOST_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: status.podIP
+{{- end }}

@@ -1,0 +1,34 @@
+{{/* Metadata and hardening shared by the `helm test` pods. Call with (dict "ctx" $ "name" "rpc"). */}}
+{{- define "vineyard.testPodMeta" -}}
+metadata:
+  name: {{ printf "%s-test-%s" (include "vineyard.fullname" .ctx) .name | trunc 63 | trimSuffix "-" }}
+  namespace: {{ .ctx.Release.Namespace }}
+  labels:
+    {{- include "vineyard.componentLabels" (dict "ctx" .ctx "component" "test") | nindent 4 }}
+  annotations:
+    helm.sh/hook: test
+    helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+{{- end }}
+
+{{- define "vineyard.testPodSecurity" -}}
+restartPolicy: Never
+automountServiceAccountToken: false
+enableServiceLinks: false
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 1000
+  runAsGroup: 1000
+  seccompProfile:
+    type: RuntimeDefault
+{{- end }}
+
+{{- define "vineyard.testContainerSecurity" -}}
+securityContext:
+  allowPrivilegeEscalation: false
+  readOnlyRootFilesystem: true
+  capabilities:
+    drop: [ALL]
+resources:
+  requests: {cpu: 10m, memory: 16Mi}
+  limits: {memory: 64Mi}
+{{- end }}

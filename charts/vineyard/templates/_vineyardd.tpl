@@ -1,0 +1,156 @@
+{{/*
+vineyardd's flags, one list item each, always in --flag=value form so no flag can be glued to
+another or left without its value.
+*/}}
+{{- define "vineyard.vineyardd.args" -}}
+{{- $v := .Values.vineyard -}}
+- --socket={{ include "vineyard.socket.path" . }}
+{{- with $v.size }}
+- --size={{ . }}
+{{- end }}
+- --reserve_memory={{ $v.reserveMemory }}
+- --meta={{ $v.meta }}
+{{- if eq $v.meta "etcd" }}
+- --etcd_endpoint={{ include "vineyard.etcd.endpoints" . }}
+- --etcd_prefix={{ $v.etcdPrefix }}
+{{- /* THE TRAP: when etcd does not answer, vineyardd launches its own etcd from --etcd_cmd or
+from PATH (the upstream image ships one) and carries on with a private, empty metadata store.
+A path that cannot exist makes it fail instead, so the pod restarts and never reports Ready. */}}
+- --etcd_cmd=/nonexistent/vineyard-never-launches-etcd
+{{- end }}
+- --meta_timeout={{ $v.metaTimeout }}
+- --rpc={{ $v.rpc.enabled }}
+{{- if $v.rpc.enabled }}
+- --rpc_socket_port={{ $v.rpc.port }}
+{{- end }}
+{{- if $v.spill.path }}
+- --spill_path={{ $v.spill.path }}
+- --spill_lower_rate={{ $v.spill.lowerRate }}
+- --spill_upper_rate={{ $v.spill.upperRate }}
+{{- end }}
+- --compression={{ $v.compression }}
+{{- range $v.extraArgs }}
+- {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+Prepares the socket directory before vineyardd starts: removes a stale socket left by a killed
+pod and applies the access gate (owner vineyardd, group socket.access.groupId, mode
+socket.access.mode). On a hostPath the directory belongs to root, so this one container runs as
+root with only CHOWN and FOWNER; with a claim or an emptyDir, fsGroup already gives the group and
+it runs as vineyardd's user.
+*/}}
+{{- define "vineyard.initContainer.socketDir" -}}
+{{- $hostPath := eq .Values.socket.volume.type "hostPath" }}
+{{- $gate := ne .Values.socket.volume.type "emptyDir" -}}
+- name: prepare-socket-dir
+  image: {{ include "vineyard.image" . }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  command:
+    - sh
+    - -c
+    - >-
+      set -e;
+      mkdir -p "{{ include "vineyard.socket.dir" . }}";
+      rm -f "{{ include "vineyard.socket.path" . }}";
+      {{- if $hostPath }}
+      chown {{ .Values.podSecurityContext.runAsUser | default 0 }}:{{ .Values.socket.access.groupId }} "{{ include "vineyard.socket.dir" . }}";
+      {{- end }}
+      {{- if $gate }}
+      chmod {{ .Values.socket.access.mode }} "{{ include "vineyard.socket.dir" . }}";
+      {{- end }}
+      ls -ld "{{ include "vineyard.socket.dir" . }}"
+  env:
+    {{- include "vineyard.identityEnv" . | nindent 4 }}
+  securityContext:
+    {{- if $hostPath }}
+    runAsUser: 0
+    runAsNonRoot: false
+    allowPrivilegeEscalation: false
+    readOnlyRootFilesystem: true
+    capabilities:
+      drop: [ALL]
+      add: [CHOWN, FOWNER]
+    {{- else }}
+    {{- toYaml .Values.securityContext | nindent 4 }}
+    {{- end }}
+  volumeMounts:
+    - name: vineyard-socket
+      mountPath: {{ .Values.socket.mountPath }}
+  resources:
+    requests: {cpu: 10m, memory: 16Mi}
+    limits: {memory: 64Mi}
+{{- end }}
+
+{{/*
+Holds vineyardd back until etcd answers its health endpoint, so vineyardd never reaches the
+point where it would look for an etcd of its own.
+*/}}
+{{- define "vineyard.initContainer.waitForEtcd" -}}
+- name: wait-for-etcd
+  image: {{ include "vineyard.image" . }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  command:
+    - sh
+    - -c
+    - >-
+      until for endpoint in $(echo "$ETCD_ENDPOINTS" | tr ',' ' '); do
+      timeout 3 wget -q -O - "$endpoint/health" 2>/dev/null | grep -q '"health":"true"' && exit 0;
+      done; false; do echo "waiting for etcd at $ETCD_ENDPOINTS"; sleep 1; done
+  env:
+    - name: ETCD_ENDPOINTS
+      value: {{ include "vineyard.etcd.endpoints" . | quote }}
+  securityContext:
+    {{- toYaml .Values.securityContext | nindent 4 }}
+  resources:
+    requests: {cpu: 10m, memory: 16Mi}
+    limits: {memory: 64Mi}
+{{- end }}
+
+{{/* The socket volume of the chosen mode. */}}
+{{- define "vineyard.socketVolume" -}}
+- name: vineyard-socket
+  {{- $vol := .Values.socket.volume }}
+  {{- if eq $vol.type "hostPath" }}
+  hostPath:
+    path: {{ include "vineyard.socket.hostPath" . }}
+    type: DirectoryOrCreate
+  {{- else if eq $vol.type "persistentVolumeClaim" }}
+  persistentVolumeClaim:
+    claimName: {{ include "vineyard.socket.claimName" . }}
+  {{- else }}
+  emptyDir:
+    {{- with $vol.emptyDir.medium }}
+    medium: {{ . }}
+    {{- end }}
+    sizeLimit: 1Mi
+  {{- end }}
+{{- end }}
+
+{{/* The probe command: the socket exists once vineyardd is listening on it. */}}
+{{- define "vineyard.probe.socket" -}}
+{{- /* Probes get no $(VAR) expansion from the kubelet, so the shell expands the node name. */ -}}
+exec:
+  command:
+    - sh
+    - -c
+    - test -S "{{ include "vineyard.socket.path" . | replace "$(MY_NODE_NAME)" "${MY_NODE_NAME}" }}"
+{{- end }}
+
+{{/*
+A workload container bundled into the vineyard pod: the user's container spec plus the socket
+volume and VINEYARD_IPC_SOCKET, which vineyard.connect() reads when called without arguments.
+Call with (dict "ctx" $ "container" <sidecar>).
+*/}}
+{{- define "vineyard.sidecar" -}}
+{{- $c := deepCopy .container }}
+{{- $env := prepend (default list $c.env) (dict "name" "VINEYARD_IPC_SOCKET" "value" (include "vineyard.socket.path" .ctx)) }}
+{{- $mounts := prepend (default list $c.volumeMounts) (dict "name" "vineyard-socket" "mountPath" .ctx.Values.socket.mountPath "readOnly" true) }}
+{{- $_ := set $c "env" $env }}
+{{- $_ := set $c "volumeMounts" $mounts }}
+{{- if not $c.securityContext }}
+{{- $_ := set $c "securityContext" .ctx.Values.securityContext }}
+{{- end }}
+- {{ toYaml $c | nindent 2 | trim }}
+{{- end }}
