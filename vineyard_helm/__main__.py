@@ -1,0 +1,5 @@
+"""``python -m vineyard_helm``: the vineyard-helm command line."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,158 @@
+"""One exception hierarchy for everything vineyard_helm raises.
+
+pyhelm3 raises its own classes (and a bare ``AssertionError`` when helm is missing); those never
+leave this package: :func:`from_helm_failure` turns a failed helm run into one of the classes
+below, keeping helm's return code and stderr.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+HELM_INSTALL_HINT = (
+    "install Helm 3.x or 4.x (https://helm.sh/docs/intro/install/), then put it on PATH, "
+    "set VINEYARD_HELM_BINARY to its path, or pass helm=/path/to/helm"
+)
+
+
+class VineyardHelmError(Exception):
+    """Base class of every error raised by vineyard_helm."""
+
+
+class HelmNotFoundError(VineyardHelmError):
+    """No usable helm binary: not on PATH, not executable, or it does not answer `helm version`."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"{detail}; {HELM_INSTALL_HINT}")
+        self.detail = detail
+
+
+class InvalidValuesError(VineyardHelmError, ValueError):
+    """The values do not satisfy the chart's values.schema.json (or cannot be read/parsed).
+
+    ``problems`` lists every problem, each as ``<dotted.path>: <message>``.
+    """
+
+    def __init__(self, problems: Sequence[str], *, source: str = "values") -> None:
+        self.problems: tuple[str, ...] = tuple(problems)
+        count = len(self.problems)
+        heading = f"invalid {source}: {count} problem{'s' if count != 1 else ''}"
+        super().__init__("\n  ".join([heading, *self.problems]))
+
+
+class HelmError(VineyardHelmError):
+    """helm ran and failed. Keeps the command, its return code and its stderr."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        returncode: int | None = None,
+        stderr: str = "",
+        command: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message)
+        self.returncode = returncode
+        self.stderr = stderr
+        self.command: tuple[str, ...] = tuple(command)
+
+
+class ClusterUnreachableError(HelmError):
+    """The Kubernetes API server could not be reached (bad kubeconfig, context, or network)."""
+
+
+class ReleaseExistsError(HelmError):
+    """`install` of a release name that is already in use in that namespace."""
+
+
+class ReleaseNotFoundError(HelmError):
+    """The release does not exist in that namespace."""
+
+
+class ChartNotFoundError(HelmError):
+    """The chart reference (repo, OCI, directory or archive) or the pinned version was not found."""
+
+
+class WaitTimeoutError(HelmError, TimeoutError):
+    """Waiting for resources (helm --wait, or a deletion) did not finish before the deadline."""
+
+
+_RELEASE_NOT_FOUND = re.compile(r"release: not found|release not loaded|not found: release")
+_CHART_NOT_FOUND = re.compile(
+    r"chart \"[^\"]*\" (version \"[^\"]*\" )?not found"
+    r"|no chart (name|version) found"
+    r"|path \"[^\"]*\" not found"
+    r"|repo [^ ]+ not found"
+    r"|failed to fetch .* : 404"
+    r"|\b404\b.*not found"
+    r"|could not find protocol handler"
+    r"|not a valid chart repository"
+    r"|file '.*' does not appear to be a gzipped archive"
+    r"|chart.yaml file is missing"
+    r"|invalid_reference"
+    r"|non-absolute URLs should be in form of repo_name/path_to_chart"
+)
+_UNREACHABLE = re.compile(
+    r"kubernetes cluster unreachable"
+    r"|connect: connection refused"
+    r"|dial tcp"
+    r"|no such host"
+    r"|i/o timeout"
+    r"|tls: failed to verify certificate"
+    r"|x509: certificate"
+    r"|etcdserver"
+    r"|the server has asked for the client to provide credentials"
+    r"|context \"[^\"]*\" does not exist"
+    r"|no configuration has been provided"
+    r"|invalid configuration"
+)
+_TIMEOUT = re.compile(
+    r"context deadline exceeded|timed out waiting for the condition|timed out waiting"
+    r"|resource not ready.*timeout|client rate limiter wait"
+)
+_SCHEMA = "values don't meet the specifications of the schema"
+
+
+def headline(stderr: str) -> str:
+    """The line of helm's stderr that says what failed.
+
+    helm may print warnings first (for example about a group-readable kubeconfig), so this is
+    the first line starting with ``Error:``, else the first non-empty line. The details after
+    it are worded differently by Helm 3 and Helm 4, so only this line is matched on.
+    """
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("Error:"):
+            return line
+    return lines[0] if lines else ""
+
+
+def from_helm_failure(
+    returncode: int | None,
+    stderr: str,
+    command: Sequence[str] = (),
+) -> VineyardHelmError:
+    """Choose the exception for a failed helm run from the headline of its stderr."""
+    line = headline(stderr)
+    message = line.removeprefix("Error:").strip() or f"helm failed with exit code {returncode}"
+    lowered = line.lower()
+    if _SCHEMA in lowered:
+        problems = [
+            text.strip().lstrip("-").strip()
+            for text in stderr.splitlines()
+            if text.strip() and _SCHEMA not in text.lower()
+        ]
+        return InvalidValuesError(problems or [message], source="values (rejected by helm)")
+    kind: type[HelmError] = HelmError
+    if "cannot re-use a name that is still in use" in lowered:
+        kind = ReleaseExistsError
+    elif _RELEASE_NOT_FOUND.search(lowered) or lowered.endswith("release: not found"):
+        kind = ReleaseNotFoundError
+    elif _UNREACHABLE.search(lowered):
+        kind = ClusterUnreachableError
+    elif _TIMEOUT.search(lowered):
+        kind = WaitTimeoutError
+    elif _CHART_NOT_FOUND.search(lowered):
+        kind = ChartNotFoundError
+    return kind(message, returncode=returncode, stderr=stderr, command=command)

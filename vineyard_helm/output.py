@@ -1,0 +1,134 @@
+"""Human-readable text for releases, statuses and manifests (the CLI's ``table`` output)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .records import Release, ReleaseStatus, WorkloadStatus
+
+
+def table(rows: Sequence[Sequence[str]], *, indent: str = "") -> list[str]:
+    """Left-aligned columns, two spaces apart."""
+    if not rows:
+        return []
+    widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(rows[0]))]
+    return [
+        indent + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
+        for row in rows
+    ]
+
+
+def format_release(release: Release) -> str:
+    lines = [
+        f"NAME:        {release.name}",
+        f"NAMESPACE:   {release.namespace}",
+        f"REVISION:    {release.revision}",
+        f"STATUS:      {release.status}",
+    ]
+    if release.chart or release.chart_version:
+        lines.append(f"CHART:       {release.chart or 'vineyard'}-{release.chart_version}")
+    if release.app_version:
+        lines.append(f"APP VERSION: {release.app_version}")
+    if release.updated:
+        lines.append(f"UPDATED:     {release.updated}")
+    if release.resources:
+        lines.append("RESOURCES:")
+        rows = [["KIND", "NAME"]] + [
+            [kind, name] for kind, names in release.resources_by_kind.items() for name in names
+        ]
+        lines += table(rows, indent="  ")
+    return "\n".join(lines)
+
+
+def _workload_line(label: str, workload: WorkloadStatus, noun: str) -> str:
+    return (
+        f"{label}: {workload.ready}/{workload.desired} {noun} ready, "
+        f"{workload.updated}/{workload.desired} updated ({workload.kind} {workload.name})"
+    )
+
+
+def _pod_state(ready: bool, reason: str) -> str:
+    return "ready" if ready else f"not ready{': ' + reason if reason else ''}"
+
+
+def status_lines(status: ReleaseStatus) -> list[str]:
+    """The status as lines: release, vineyardd per node, etcd members, Services, socket."""
+    release = status.release
+    chart = (
+        f", chart {release.chart or 'vineyard'}-{release.chart_version}"
+        if release.chart_version
+        else ""
+    )
+    lines = [
+        f"release {release.name} in namespace {release.namespace}: {release.status}, "
+        f"revision {release.revision}{chart}"
+    ]
+    if status.vineyardd is None:
+        lines.append("vineyardd: no DaemonSet found")
+    else:
+        lines.append(_workload_line("vineyardd", status.vineyardd, "pods"))
+        rows = [["NODE", "POD", "STATE", "UPDATED", "RESTARTS"]] + [
+            [
+                pod.node or "(unscheduled)",
+                pod.name,
+                _pod_state(pod.ready, pod.reason),
+                "yes" if pod.updated else "no",
+                str(pod.restarts),
+            ]
+            for pod in status.vineyardd.pods
+        ]
+        if len(rows) > 1:
+            lines += table(rows, indent="  ")
+    if status.etcd is not None:
+        lines.append(_workload_line("etcd", status.etcd, "members"))
+        rows = [["MEMBER", "NODE", "STATE"]] + [
+            [pod.name, pod.node or "(unscheduled)", _pod_state(pod.ready, pod.reason)]
+            for pod in status.etcd.pods
+        ]
+        if len(rows) > 1:
+            lines += table(rows, indent="  ")
+    if status.services:
+        lines.append("services:")
+        rows = [["NAME", "TYPE", "CLUSTER-IP", "PORTS", "ENDPOINTS"]] + [
+            [
+                s.name,
+                s.type,
+                s.cluster_ip or "-",
+                ",".join(s.ports) or "-",
+                ",".join(s.endpoints) or "(none ready)",
+            ]
+            for s in status.services
+        ]
+        lines += table(rows, indent="  ")
+    if status.socket is not None:
+        lines.append(f"socket: {status.socket.describe()}")
+    lines.append(f"ready: {'yes' if status.ready else 'no'}")
+    return lines
+
+
+def format_status(status: ReleaseStatus) -> str:
+    return "\n".join(status_lines(status))
+
+
+def summary_line(status: ReleaseStatus) -> str:
+    """One line for non-interactive progress output."""
+    parts = [f"{status.release.name}: {status.release.status}"]
+    if status.vineyardd is not None:
+        v = status.vineyardd
+        parts.append(f"vineyardd {v.ready}/{v.desired} ready, {v.updated}/{v.desired} updated")
+    if status.etcd is not None:
+        parts.append(f"etcd {status.etcd.ready}/{status.etcd.desired} members ready")
+    return "; ".join(parts)
+
+
+def format_manifest_table(manifests: Iterable[Mapping[str, Any]]) -> str:
+    rows = [["KIND", "NAME", "API VERSION"]] + [
+        [
+            str(m.get("kind", "")),
+            str((m.get("metadata") or {}).get("name", "")),
+            str(m.get("apiVersion", "")),
+        ]
+        for m in manifests
+    ]
+    return "\n".join(table(rows))

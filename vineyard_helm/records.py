@@ -1,0 +1,158 @@
+"""Small typed records returned by the public API (never raw pyhelm3 models)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One Kubernetes object deployed by a release."""
+
+    kind: str
+    name: str
+    namespace: str
+    release: str
+    api_version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Release:
+    """A helm release of the vineyard chart at one revision."""
+
+    name: str
+    namespace: str
+    revision: int
+    status: str
+    chart: str = ""
+    chart_version: str = ""
+    app_version: str = ""
+    updated: str = ""
+    description: str = ""
+    resources: tuple[Resource, ...] = ()
+    notes: str = field(default="", repr=False)
+
+    @property
+    def resources_by_kind(self) -> dict[str, list[str]]:
+        """``{"DaemonSet": ["vineyard"], "Service": ["etcd-for-vineyard", ...], ...}``"""
+        grouped: dict[str, list[str]] = {}
+        for resource in self.resources:
+            grouped.setdefault(resource.kind, []).append(resource.name)
+        return {kind: sorted(names) for kind, names in sorted(grouped.items())}
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["resources"] = [r.to_dict() for r in self.resources]
+        return data
+
+
+@dataclass(frozen=True)
+class PodStatus:
+    """One pod of a workload: where it runs and whether it is ready."""
+
+    name: str
+    node: str
+    phase: str
+    ready: bool
+    updated: bool
+    restarts: int = 0
+    reason: str = ""
+    ip: str = ""
+
+
+@dataclass(frozen=True)
+class WorkloadStatus:
+    """A DaemonSet or StatefulSet: counts from its status and its pods."""
+
+    kind: str
+    name: str
+    desired: int
+    ready: int
+    updated: int
+    available: int
+    pods: tuple[PodStatus, ...] = ()
+
+    @property
+    def is_ready(self) -> bool:
+        return self.desired > 0 and self.ready == self.desired and self.updated == self.desired
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """A Service and the ready pod addresses behind it (what its endpoints hold)."""
+
+    name: str
+    type: str
+    cluster_ip: str
+    ports: tuple[str, ...]
+    endpoints: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SocketLocation:
+    """Where workload pods find the vineyardd UNIX socket."""
+
+    volume_type: str  # hostPath | persistentVolumeClaim | emptyDir | unknown
+    path_in_container: str  # the socket file inside the vineyardd container
+    host_path: str = ""  # directory on each node, for hostPath
+    claim: str = ""  # PersistentVolumeClaim name, for persistentVolumeClaim
+
+    def describe(self) -> str:
+        if self.volume_type == "hostPath":
+            name = self.path_in_container.rsplit("/", 1)[-1]
+            return f"{self.host_path.rstrip('/')}/{name} on every node (hostPath)"
+        if self.volume_type == "persistentVolumeClaim":
+            return f"{self.path_in_container} on PersistentVolumeClaim {self.claim}"
+        return f"{self.path_in_container} ({self.volume_type})"
+
+
+@dataclass(frozen=True)
+class ReleaseStatus:
+    """What `status` reports: the release, vineyardd per node, etcd, Services, the socket."""
+
+    release: Release
+    vineyardd: WorkloadStatus | None = None
+    etcd: WorkloadStatus | None = None
+    services: tuple[ServiceStatus, ...] = ()
+    socket: SocketLocation | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Deployed, vineyardd ready and up to date on every node, etcd (if any) ready."""
+        if self.release.status != "deployed":
+            return False
+        if self.vineyardd is None or not self.vineyardd.is_ready:
+            return False
+        return self.etcd is None or self.etcd.is_ready
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["release"] = self.release.to_dict()
+        data["ready"] = self.ready
+        return data
+
+
+def resources_from_manifest(
+    documents: Iterable[Mapping[str, Any] | None], *, release: str, namespace: str
+) -> tuple[Resource, ...]:
+    """Resource records for the objects of a rendered or deployed manifest."""
+    out = []
+    for document in documents:
+        if not isinstance(document, Mapping) or "kind" not in document:
+            continue
+        metadata = document.get("metadata") or {}
+        out.append(
+            Resource(
+                kind=str(document["kind"]),
+                name=str(metadata.get("name", "")),
+                namespace=str(metadata.get("namespace") or namespace),
+                release=release,
+                api_version=str(document.get("apiVersion", "")),
+            )
+        )
+    return tuple(out)

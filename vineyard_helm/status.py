@@ -1,0 +1,283 @@
+"""Turn helm's release JSON (``helm status -o json`` with live resources) into ReleaseStatus.
+
+Helm 4 always includes the live objects under ``info.resources``; Helm 3 does with
+``--show-resources``. Keys look like ``v1/DaemonSet`` and ``v1/Pod(related)`` (the pods
+selected by the release's workloads and Services).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .records import (
+    PodStatus,
+    Release,
+    ReleaseStatus,
+    ServiceStatus,
+    SocketLocation,
+    WorkloadStatus,
+    resources_from_manifest,
+)
+
+_Object = Mapping[str, Any]
+
+
+def load_manifest(text: str) -> list[dict[str, Any]]:
+    """Parse a multi-document YAML manifest (C loader when available: it is much faster)."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return [doc for doc in yaml.load_all(text, Loader=loader) if isinstance(doc, dict)]
+
+
+def release_from_json(
+    data: Mapping[str, Any],
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    manifest: list[dict[str, Any]] | None = None,
+) -> Release:
+    """Release record from helm's release JSON (install/upgrade/status ``-o json``).
+
+    ``metadata`` is ``helm get metadata -o json`` (status output strips the chart)."""
+    info = data.get("info") or {}
+    name = str(data.get("name", ""))
+    namespace = str(data.get("namespace", ""))
+    chart_meta = ((data.get("chart") or {}).get("metadata")) or {}
+    meta = metadata or {}
+    documents = manifest if manifest is not None else load_manifest(str(data.get("manifest", "")))
+    return Release(
+        name=name,
+        namespace=namespace,
+        revision=int(data.get("version") or meta.get("revision") or 0),
+        status=str(info.get("status") or meta.get("status") or "unknown"),
+        chart=str(chart_meta.get("name") or meta.get("chart") or ""),
+        chart_version=str(chart_meta.get("version") or meta.get("version") or ""),
+        app_version=str(chart_meta.get("appVersion") or meta.get("appVersion") or ""),
+        updated=str(info.get("last_deployed") or meta.get("deployedAt") or ""),
+        description=str(info.get("description") or ""),
+        resources=resources_from_manifest(documents, release=name, namespace=namespace),
+        notes=str(info.get("notes") or ""),
+    )
+
+
+def _objects(resources: Mapping[str, Any], kind: str) -> list[_Object]:
+    out: list[_Object] = []
+    for key, items in resources.items():
+        if key.split("/")[-1] == kind and isinstance(items, list):
+            out.extend(item for item in items if isinstance(item, Mapping))
+    return out
+
+
+def _labels(obj: _Object) -> Mapping[str, str]:
+    return (obj.get("metadata") or {}).get("labels") or {}
+
+
+def _matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def _pod_status(pod: _Object, *, updated: bool) -> PodStatus:
+    status = pod.get("status") or {}
+    conditions = status.get("conditions") or []
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    containers = status.get("containerStatuses") or []
+    restarts = sum(int(c.get("restartCount") or 0) for c in containers)
+    reason = ""
+    if not ready:
+        for container in containers:
+            state = container.get("state") or {}
+            detail = state.get("waiting") or state.get("terminated") or {}
+            if detail.get("reason"):
+                reason = str(detail["reason"])
+                break
+        reason = reason or str(status.get("reason") or status.get("phase") or "")
+    return PodStatus(
+        name=str((pod.get("metadata") or {}).get("name", "")),
+        node=str((pod.get("spec") or {}).get("nodeName") or ""),
+        phase=str(status.get("phase") or ""),
+        ready=ready,
+        updated=updated,
+        restarts=restarts,
+        reason=reason,
+        ip=str(status.get("podIP") or ""),
+    )
+
+
+def _component(obj: _Object) -> str:
+    return str(_labels(obj).get("app.kubernetes.io/component", ""))
+
+
+def _pick(objects: list[_Object], component: str, name_hint: str) -> _Object | None:
+    for obj in objects:
+        if _component(obj) == component:
+            return obj
+    for obj in objects:
+        if name_hint in str((obj.get("metadata") or {}).get("name", "")):
+            return obj
+    return None
+
+
+def daemonset_status(ds: _Object, pods: Iterable[_Object]) -> WorkloadStatus:
+    status = ds.get("status") or {}
+    selector = ((ds.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    generation = str((ds.get("metadata") or {}).get("generation", ""))
+    mine = [pod for pod in pods if _matches(selector, _labels(pod))]
+    records = tuple(
+        sorted(
+            (
+                _pod_status(pod, updated=_labels(pod).get("pod-template-generation") == generation)
+                for pod in mine
+            ),
+            key=lambda p: (p.node, p.name),
+        )
+    )
+    return WorkloadStatus(
+        kind="DaemonSet",
+        name=str((ds.get("metadata") or {}).get("name", "")),
+        desired=int(status.get("desiredNumberScheduled") or 0),
+        ready=int(status.get("numberReady") or 0),
+        updated=int(status.get("updatedNumberScheduled") or 0),
+        available=int(status.get("numberAvailable") or 0),
+        pods=records,
+    )
+
+
+def statefulset_status(sts: _Object, pods: Iterable[_Object]) -> WorkloadStatus:
+    status = sts.get("status") or {}
+    spec = sts.get("spec") or {}
+    selector = (spec.get("selector") or {}).get("matchLabels") or {}
+    revision = status.get("updateRevision")
+    mine = [pod for pod in pods if _matches(selector, _labels(pod))]
+    records = tuple(
+        sorted(
+            (
+                _pod_status(pod, updated=_labels(pod).get("controller-revision-hash") == revision)
+                for pod in mine
+            ),
+            key=lambda p: p.name,
+        )
+    )
+    return WorkloadStatus(
+        kind="StatefulSet",
+        name=str((sts.get("metadata") or {}).get("name", "")),
+        desired=int(spec["replicas"]) if spec.get("replicas") is not None else 1,
+        ready=int(status.get("readyReplicas") or 0),
+        updated=int(status.get("updatedReplicas") or 0),
+        available=int(status.get("availableReplicas") or 0),
+        pods=records,
+    )
+
+
+def service_status(service: _Object, pods: Iterable[_Object]) -> ServiceStatus:
+    spec = service.get("spec") or {}
+    selector = spec.get("selector") or {}
+    publish_not_ready = bool(spec.get("publishNotReadyAddresses"))
+    ports = tuple(
+        f"{p.get('name') + ':' if p.get('name') else ''}{p.get('port')}/{p.get('protocol', 'TCP')}"
+        for p in spec.get("ports") or []
+    )
+    endpoints = []
+    for pod in pods:
+        if not _matches(selector, _labels(pod)):
+            continue
+        record = _pod_status(pod, updated=True)
+        if record.ip and (record.ready or publish_not_ready):
+            endpoints.append(record.ip)
+    return ServiceStatus(
+        name=str((service.get("metadata") or {}).get("name", "")),
+        type=str(spec.get("type") or "ClusterIP"),
+        cluster_ip=str(spec.get("clusterIP") or ""),
+        ports=ports,
+        endpoints=tuple(sorted(set(endpoints))),
+    )
+
+
+def _socket_argument(container: _Object) -> str:
+    words = [str(w) for w in (container.get("command") or []) + (container.get("args") or [])]
+    for index, word in enumerate(words):
+        for flag in ("--socket=", "-socket="):
+            if word.startswith(flag):
+                return word[len(flag) :]
+        if word in ("--socket", "-socket") and index + 1 < len(words):
+            return words[index + 1]
+    for env in container.get("env") or []:
+        if env.get("name") == "VINEYARD_IPC_SOCKET" and env.get("value"):
+            return str(env["value"])
+    return ""
+
+
+def socket_location(daemonset: _Object) -> SocketLocation | None:
+    """Where the socket is, read from the DaemonSet's pod template: the vineyardd container's
+    ``--socket`` and the volume mounted over its directory."""
+    pod_spec = (((daemonset.get("spec") or {}).get("template") or {}).get("spec")) or {}
+    containers = pod_spec.get("containers") or []
+    container = next((c for c in containers if c.get("name") == "vineyardd"), None)
+    container = container or (containers[0] if containers else None)
+    if container is None:
+        return None
+    socket = _socket_argument(container)
+    if not socket:
+        return None
+    mounts = sorted(
+        container.get("volumeMounts") or [],
+        key=lambda m: len(str(m.get("mountPath", ""))),
+        reverse=True,
+    )
+    mount = next(
+        (
+            m
+            for m in mounts
+            if socket == m.get("mountPath")
+            or socket.startswith(str(m.get("mountPath", "")).rstrip("/") + "/")
+        ),
+        None,
+    )
+    if mount is None:
+        return SocketLocation(volume_type="unknown", path_in_container=socket)
+    volume: Mapping[str, Any] = next(
+        (v for v in pod_spec.get("volumes") or [] if v.get("name") == mount.get("name")), {}
+    )
+    relative = socket[len(str(mount["mountPath"]).rstrip("/")) :].lstrip("/")
+    sub_path = str(mount.get("subPath") or "")
+    if "hostPath" in volume:
+        host = str(volume["hostPath"].get("path", "")).rstrip("/")
+        if sub_path:
+            host = f"{host}/{sub_path}"
+        directory = f"{host}/{relative}".rsplit("/", 1)[0] if "/" in relative else host
+        return SocketLocation("hostPath", socket, host_path=directory)
+    if "persistentVolumeClaim" in volume:
+        claim = str(volume["persistentVolumeClaim"].get("claimName", ""))
+        return SocketLocation("persistentVolumeClaim", socket, claim=claim)
+    if "emptyDir" in volume:
+        return SocketLocation("emptyDir", socket)
+    return SocketLocation("unknown", socket)
+
+
+def status_from_json(
+    data: Mapping[str, Any], *, metadata: Mapping[str, Any] | None = None
+) -> ReleaseStatus:
+    """ReleaseStatus from ``helm status -o json`` (with live resources) and ``get metadata``."""
+    manifest = load_manifest(str(data.get("manifest", "")))
+    release = release_from_json(data, metadata=metadata, manifest=manifest)
+    live = (data.get("info") or {}).get("resources") or {}
+    pods = _objects(live, "Pod(related)") + _objects(live, "Pod")
+    daemonsets = _objects(live, "DaemonSet")
+    statefulsets = _objects(live, "StatefulSet")
+    vineyardd_obj = _pick(daemonsets, "vineyardd", "vineyard")
+    etcd_obj = _pick(statefulsets, "etcd", "etcd")
+    manifest_ds = _pick(
+        [d for d in manifest if d.get("kind") == "DaemonSet"], "vineyardd", "vineyard"
+    )
+    return ReleaseStatus(
+        release=release,
+        vineyardd=daemonset_status(vineyardd_obj, pods) if vineyardd_obj else None,
+        etcd=statefulset_status(etcd_obj, pods) if etcd_obj else None,
+        services=tuple(
+            sorted(
+                (service_status(s, pods) for s in _objects(live, "Service")),
+                key=lambda s: s.name,
+            )
+        ),
+        socket=socket_location(manifest_ds or vineyardd_obj or {}),
+    )
