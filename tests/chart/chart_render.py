@@ -1,0 +1,101 @@
+"""Renders charts/vineyard with the real helm binaries (`helm template`), no cluster involved."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "vineyard"
+SCHEMA_PATH = CHART / "values.schema.json"
+CI_DIR = CHART / "ci"
+BIN = REPO / ".cache" / "bin"
+
+# Every scenario the chart supports; chart-testing lints and installs the same files.
+SCENARIOS = sorted(p.name.removesuffix("-values.yaml") for p in CI_DIR.glob("*-values.yaml"))
+
+Manifest = dict[str, Any]
+
+
+def helm_binary(major: int) -> str:
+    """The pinned helm of that major version, built by hack/build-tools.sh (helm is v4, helm3 v3)."""
+    name = "helm" if major == 4 else f"helm{major}"
+    path = BIN / name
+    if path.exists():
+        return str(path)
+    found = shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} not found: run `make tools` (hack/build-tools.sh) first")
+    return found
+
+
+class HelmFailed(Exception):
+    def __init__(self, stderr: str) -> None:
+        super().__init__(stderr)
+        self.stderr = stderr
+
+
+def run_helm_template(
+    values: dict[str, Any] | None = None,
+    *,
+    scenario: str | None = None,
+    release: str = "vineyard",
+    namespace: str = "vineyard",
+    helm_major: int = 4,
+    kube_version: str | None = None,
+    show_only: str | None = None,
+) -> str:
+    """Runs `helm template` and returns its stdout; raises HelmFailed with stderr on failure."""
+    cmd = [helm_binary(helm_major), "template", release, str(CHART), "--namespace", namespace]
+    if scenario:
+        cmd += ["-f", str(CI_DIR / f"{scenario}-values.yaml")]
+    if values is not None:
+        # A JSON document is valid YAML and keeps types exact (no --set coercion).
+        cmd += ["-f", "-"]
+    if kube_version:
+        cmd += ["--kube-version", kube_version]
+    if show_only:
+        cmd += ["--show-only", show_only]
+    proc = subprocess.run(
+        cmd, input=json.dumps(values) if values is not None else None,
+        capture_output=True, text=True, check=False,
+    )
+    if proc.returncode != 0:
+        raise HelmFailed(proc.stderr)
+    return proc.stdout
+
+
+def render(values: dict[str, Any] | None = None, **kwargs: Any) -> list[Manifest]:
+    """The rendered objects of the chart, as dicts, hooks included."""
+    return [doc for doc in yaml.safe_load_all(run_helm_template(values, **kwargs)) if doc]
+
+
+def find(manifests: list[Manifest], kind: str, name: str | None = None) -> Manifest:
+    matches = [m for m in manifests if m["kind"] == kind and (name is None or m["metadata"]["name"] == name)]
+    assert len(matches) == 1, f"expected one {kind} {name or ''}, found {[m['metadata']['name'] for m in matches]}"
+    return matches[0]
+
+
+def scenario_values(scenario: str) -> dict[str, Any]:
+    return yaml.safe_load((CI_DIR / f"{scenario}-values.yaml").read_text()) or {}
+
+
+def default_values() -> dict[str, Any]:
+    return yaml.safe_load((CHART / "values.yaml").read_text())
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """helm's -f merge: maps merge key by key, everything else (lists too) is replaced."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

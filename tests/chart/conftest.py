@@ -1,0 +1,23 @@
+"""Render-level fixtures: real `helm template` runs of charts/vineyard, no cluster involved."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from chart_render import SCENARIOS, SCHEMA_PATH, Manifest, render
+
+
+@pytest.fixture(scope="session")
+def schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+@pytest.fixture(scope="session")
+def rendered_scenarios() -> dict[str, list[Manifest]]:
+    """Each scenario rendered once per session (helm takes ~0.1 s a run)."""
+    return {name: render(scenario=name) for name in SCENARIOS}
+
+
