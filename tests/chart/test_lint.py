@@ -1,0 +1,37 @@
+"""helm lint --strict for every scenario under Helm 3 and 4, and chart-testing's ct lint."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from chart_render import BIN, CHART, CI_DIR, REPO, SCENARIOS, helm_binary, render
+
+
+@pytest.mark.parametrize("helm_major", [3, 4])
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_helm_lint_strict_passes(scenario: str, helm_major: int) -> None:
+    proc = subprocess.run(
+        [helm_binary(helm_major), "lint", "--strict", str(CHART), "-f", str(CI_DIR / f"{scenario}-values.yaml")],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[WARNING]" not in proc.stdout and "[ERROR]" not in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_helm_3_and_helm_4_render_identically(scenario: str) -> None:
+    """Same objects, same order. (Helm 4 only adds a blank line before each `---`.)"""
+    assert render(scenario=scenario, helm_major=3) == render(scenario=scenario, helm_major=4)
+
+
+def test_chart_testing_lint_passes() -> None:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.path.dirname(os.sys.executable)}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(
+        [str(BIN / "ct"), "lint", "--config", str(REPO / "ct.yaml"), "--charts", str(CHART)],
+        capture_output=True, text=True, check=False, cwd=REPO, env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "All charts linted successfully" in proc.stdout + proc.stderr
