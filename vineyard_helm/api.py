@@ -161,7 +161,7 @@ async def render_async(
     Nothing contacts a cluster. Values are validated first (see :func:`validate`)."""
     import json
 
-    from .status import load_manifest
+    from .helm_json import load_manifest
 
     ref, local = resolve_chart(chart)
     merged = prepare_values(
@@ -234,7 +234,7 @@ async def _install_or_upgrade(
 ) -> Release:
     import json
 
-    from .status import release_from_json
+    from .helm_json import release_from_json
 
     ref, local = resolve_chart(chart)
     merged = prepare_values(
@@ -366,7 +366,7 @@ async def uninstall_async(
 async def _status(runner: Helm, *, release: str, namespace: str) -> ReleaseStatus:
     import asyncio
 
-    from .status import status_from_json
+    from .helm_json import status_from_json
 
     base = ["--namespace", namespace, "--output", "json"]
     status_out, metadata_out = await asyncio.gather(

@@ -78,7 +78,9 @@ class WaitTimeoutError(HelmError, TimeoutError):
     """Waiting for resources (helm --wait, or a deletion) did not finish before the deadline."""
 
 
-_RELEASE_NOT_FOUND = re.compile(r"release: not found|release not loaded|not found: release")
+_RELEASE_NOT_FOUND = re.compile(
+    r"release: not found|release not loaded|not found: release|has no deployed releases"
+)
 _CHART_NOT_FOUND = re.compile(
     r"chart \"[^\"]*\" (version \"[^\"]*\" )?not found"
     r"|no chart (name|version) found"
@@ -114,6 +116,20 @@ _TIMEOUT = re.compile(
 _SCHEMA = "values don't meet the specifications of the schema"
 
 
+# Helm 3.18+ and Helm 4: "- at '/socket/volume/type': value must be one of ..."
+_SCHEMA_LINE = re.compile(r"^\s*-\s*at '(?P<pointer>[^']*)':\s*(?P<message>.*)$")
+
+
+def _schema_problem(line: str) -> str:
+    match = _SCHEMA_LINE.match(line)
+    assert match is not None
+    parts = [p.replace("~1", "/").replace("~0", "~") for p in match["pointer"].split("/") if p]
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if part.isdigit() else ("." if path else "") + part
+    return f"{path or '(root)'}: {match['message']}"
+
+
 def headline(stderr: str) -> str:
     """The line of helm's stderr that says what failed.
 
@@ -138,11 +154,9 @@ def from_helm_failure(
     message = line.removeprefix("Error:").strip() or f"helm failed with exit code {returncode}"
     lowered = line.lower()
     if _SCHEMA in lowered:
-        problems = [
-            text.strip().lstrip("-").strip()
-            for text in stderr.splitlines()
-            if text.strip() and _SCHEMA not in text.lower()
-        ]
+        problems = sorted(
+            _schema_problem(text) for text in stderr.splitlines() if _SCHEMA_LINE.match(text)
+        )
         return InvalidValuesError(problems or [message], source="values (rejected by helm)")
     kind: type[HelmError] = HelmError
     if "cannot re-use a name that is still in use" in lowered:

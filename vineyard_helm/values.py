@@ -246,7 +246,10 @@ class _SetParser:
     def key_index(self) -> int:
         runes, last = self.sc.until("]")
         if last is None:
-            raise _SetSyntaxError("error parsing index: unexpected end of input")
+            # Helm 3 rejects an index cut short by the end of input; Helm 4 wraps io.EOF here
+            # and so silently drops the whole expression. A typo should not vanish: Helm 3 wins.
+            raise _SetSyntaxError("error parsing index: EOF")
+
         if not re.fullmatch(r"[+-]?[0-9]+", runes):
             raise _SetSyntaxError(f"error parsing index: {runes!r} is not an integer")
         return int(runes)

@@ -1,0 +1,56 @@
+"""Fixtures for vineyard_helm's unit tests: the real helm binaries, no cluster."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fake_apiserver import kubeconfig_text
+from helmbin import HELM_MAJORS, helm_path
+
+
+@pytest.fixture(params=HELM_MAJORS, ids=lambda major: f"helm{major}")
+def helm(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs once with Helm 3 and once with Helm 4."""
+    return helm_path(int(request.param))
+
+
+@pytest.fixture
+def helm4() -> str:
+    return helm_path(4)
+
+
+@pytest.fixture
+def on_path_helm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, helm: str) -> str:
+    """Make `helm` on PATH (and nothing in $VINEYARD_HELM_BINARY) the given binary."""
+    link_dir = tmp_path / "path-bin"
+    link_dir.mkdir()
+    (link_dir / "helm").symlink_to(helm)
+    monkeypatch.setenv("PATH", f"{link_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("VINEYARD_HELM_BINARY", raising=False)
+    return helm
+
+
+@pytest.fixture
+def unreachable_kubeconfig(tmp_path: Path) -> Path:
+    """A kubeconfig naming a loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = tmp_path / "unreachable-kubeconfig"
+    path.write_text(kubeconfig_text(f"https://127.0.0.1:{port}"))
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def empty_cluster(tmp_path: Path) -> Iterator[Path]:
+    """A kubeconfig for a stand-in API server that holds no objects (see fake_apiserver)."""
+    from fake_apiserver import fake_apiserver
+
+    with fake_apiserver(tmp_path) as kubeconfig:
+        yield kubeconfig

@@ -1,0 +1,167 @@
+"""Record real helm stderr for the error-mapping tests (never hand-typed).
+
+    python tests/unit/helm_stderr/record.py HELM_BINARY... [--cluster KUBECONFIG]
+
+For each binary, runs helm in failing situations and writes
+``helm<major>/<scenario>.stderr`` beside this file. The scenario name's prefix (before the
+last ``__``) names the exception vineyard_helm must raise for it. Scenarios that need a real
+cluster (a name already in use, a wait that times out) run only with ``--cluster``.
+The same scenarios (except the cluster ones) are replayed live by the unit tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[2]
+CHART = REPO / "charts" / "vineyard"
+sys.path.insert(0, str(HERE.parent))
+
+from fake_apiserver import fake_apiserver, kubeconfig_text  # noqa: E402
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def environments(cluster: Path | None) -> Iterator[dict[str, Path | None]]:
+    with tempfile.TemporaryDirectory(prefix="helm-stderr-") as tmp:
+        directory = Path(tmp)
+        unreachable = directory / "unreachable-kubeconfig"
+        unreachable.write_text(kubeconfig_text(f"https://127.0.0.1:{closed_port()}"))
+        unreachable.chmod(0o600)
+        bad_values = directory / "bad-values.yaml"
+        bad_values.write_text("socket:\n  volume:\n    type: nfs\nvineyard:\n  size: 12\n")
+        with fake_apiserver(directory) as empty:
+            yield {
+                "unreachable": unreachable,
+                "empty": empty,
+                "bad_values": bad_values,
+                "cluster": cluster,
+            }
+
+
+def scenarios(env: dict[str, Path | None]) -> dict[str, list[str]]:
+    unreachable = ["--kubeconfig", str(env["unreachable"])]
+    empty = ["--kubeconfig", str(env["empty"])]
+    out = {
+        "ClusterUnreachableError__status": ["status", "vineyard", "-n", "vineyard", *unreachable],
+        "ClusterUnreachableError__install": [
+            "install",
+            "vineyard",
+            str(CHART),
+            "-n",
+            "vineyard",
+            *unreachable,
+        ],
+        "ClusterUnreachableError__uninstall": [
+            "uninstall",
+            "vineyard",
+            "-n",
+            "vineyard",
+            *unreachable,
+        ],
+        "ClusterUnreachableError__missing_context": [
+            "status",
+            "vineyard",
+            *unreachable,
+            "--kube-context",
+            "no-such-context",
+        ],
+        "ReleaseNotFoundError__status": ["status", "nothere", "-n", "vineyard", *empty],
+        "ReleaseNotFoundError__get_metadata": [
+            "get",
+            "metadata",
+            "nothere",
+            "-n",
+            "vineyard",
+            *empty,
+        ],
+        "ReleaseNotFoundError__uninstall": ["uninstall", "nothere", "-n", "vineyard", *empty],
+        "ReleaseNotFoundError__upgrade": [
+            "upgrade",
+            "nothere",
+            str(CHART),
+            "-n",
+            "vineyard",
+            *empty,
+        ],
+        "ChartNotFoundError__directory": ["template", "vineyard", "/nonexistent/vineyard-chart"],
+        "ChartNotFoundError__repo": ["template", "vineyard", "no-such-repo/vineyard"],
+        "InvalidValuesError__schema": [
+            "template",
+            "vineyard",
+            str(CHART),
+            "-f",
+            str(env["bad_values"]),
+        ],
+    }
+    cluster = env["cluster"]
+    if cluster is not None:
+        release = f"stderr-{uuid.uuid4().hex[:6]}"
+        ns = ["-n", "default", "--kubeconfig", str(cluster)]
+        out["ReleaseExistsError__install"] = ["install", release, str(CHART), *ns]  # run twice
+        out["WaitTimeoutError__install"] = [
+            "install",
+            f"{release}-t",
+            str(CHART),
+            *ns,
+            "--wait",
+            "--timeout",
+            "3s",
+            "--set",
+            "image.repository=example.invalid/none",
+        ]
+        out["cleanup"] = ["uninstall", release, f"{release}-t", *ns]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("helm", nargs="+")
+    parser.add_argument("--cluster", type=Path)
+    args = parser.parse_args()
+    for helm in args.helm:
+        version = subprocess.run(
+            [helm, "version", "--template", "{{ .Version }}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        major = version.lstrip("v").split(".")[0]
+        target = HERE / f"helm{major}"
+        target.mkdir(exist_ok=True)
+        with environments(args.cluster) as env:
+            for name, command in scenarios(env).items():
+                if name == "ReleaseExistsError__install":
+                    subprocess.run([helm, *command], capture_output=True, check=False, timeout=120)
+                result = subprocess.run(
+                    [helm, *command], capture_output=True, text=True, timeout=120
+                )
+                if name == "cleanup":
+                    continue
+                if result.returncode == 0:
+                    raise SystemExit(f"{helm} {name}: expected a failure, got success")
+                (target / f"{name}.stderr").write_text(result.stderr)
+                meta = {"helm": version, "returncode": result.returncode, "args": command[:2]}
+                (target / f"{name}.json").write_text(json.dumps(meta) + "\n")
+                first = result.stderr.splitlines()[:1]
+                print(f"{helm} ({version}) {name}: exit {result.returncode}: {first}")
+
+
+if __name__ == "__main__":
+    main()

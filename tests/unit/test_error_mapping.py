@@ -1,0 +1,147 @@
+"""helm failures become our exceptions, from real helm stderr (Helm 3 and Helm 4).
+
+The committed files under helm_stderr/ were recorded by helm_stderr/record.py from real helm
+runs; the live tests replay the same situations now with both binaries.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import vineyard_helm
+from vineyard_helm import errors
+from vineyard_helm.errors import from_helm_failure, headline
+
+HERE = Path(__file__).resolve().parent
+RECORDED = sorted((HERE / "helm_stderr").glob("helm*/*.stderr"))
+
+
+def _expected(name: str) -> type[Exception]:
+    expected: type[Exception] = getattr(errors, name.split("__")[0])
+    return expected
+
+
+def test_recordings_cover_both_helm_majors() -> None:
+    majors = {path.parent.name for path in RECORDED}
+    assert majors == {"helm3", "helm4"}
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=lambda p: f"{p.parent.name}-{p.stem}")
+def test_recorded_stderr_maps_to_the_named_error(path: Path) -> None:
+    error = from_helm_failure(1, path.read_text(), ["helm"])
+    assert type(error) is _expected(path.stem)
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=lambda p: f"{p.parent.name}-{p.stem}")
+def test_helm_errors_keep_returncode_stderr_and_command(path: Path) -> None:
+    stderr = path.read_text()
+    error = from_helm_failure(1, stderr, ["helm", "status"])
+    if isinstance(error, errors.HelmError):
+        assert (error.returncode, error.stderr, error.command) == (1, stderr, ("helm", "status"))
+        assert str(error) == headline(stderr).removeprefix("Error:").strip()
+
+
+def test_the_headline_skips_helms_log_lines() -> None:
+    stderr = (HERE / "helm_stderr/helm4/ClusterUnreachableError__install.stderr").read_text()
+    assert stderr.startswith("level=ERROR")
+    assert headline(stderr).startswith("Error: INSTALLATION FAILED:")
+
+
+def test_schema_errors_from_helm_list_every_problem_with_a_dotted_path() -> None:
+    for major in ("helm3", "helm4"):
+        stderr = (HERE / f"helm_stderr/{major}/InvalidValuesError__schema.stderr").read_text()
+        error = from_helm_failure(1, stderr)
+        assert isinstance(error, errors.InvalidValuesError)
+        assert [p.split(":")[0] for p in error.problems] == ["socket.volume.type", "vineyard.size"]
+
+
+def test_every_error_is_a_vineyard_helm_error() -> None:
+    for name in vineyard_helm.__all__:
+        value = getattr(vineyard_helm, name)
+        if isinstance(value, type) and issubclass(value, Exception):
+            assert issubclass(value, vineyard_helm.VineyardHelmError)
+
+
+def test_an_unknown_failure_is_a_plain_helm_error() -> None:
+    error = from_helm_failure(2, "Error: something new went wrong\n")
+    assert type(error) is errors.HelmError
+    assert str(error) == "something new went wrong"
+
+
+# ---- live: the same situations, both binaries, now --------------------------------------------
+
+
+def _live_scenarios() -> list[str]:
+    import sys
+
+    sys.path.insert(0, str(HERE / "helm_stderr"))
+    from record import environments, scenarios
+
+    with environments(None) as env:
+        return sorted(scenarios(env))
+
+
+@pytest.mark.parametrize("scenario", _live_scenarios())
+def test_live_helm_failure_maps_to_the_named_error(helm: str, scenario: str) -> None:
+    import sys
+
+    sys.path.insert(0, str(HERE / "helm_stderr"))
+    from record import environments, scenarios
+
+    with environments(None) as env:
+        command = scenarios(env)[scenario]
+        result = subprocess.run([helm, *command], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert type(from_helm_failure(result.returncode, result.stderr)) is _expected(scenario)
+
+
+def test_api_raises_release_not_found(helm: str, empty_cluster: Path) -> None:
+    with pytest.raises(vineyard_helm.ReleaseNotFoundError) as caught:
+        vineyard_helm.status("nothere", namespace="ns", kubeconfig=empty_cluster, helm=helm)
+    assert caught.value.returncode == 1
+    assert "release: not found" in caught.value.stderr
+
+
+def test_api_raises_cluster_unreachable(helm: str, unreachable_kubeconfig: Path) -> None:
+    for call in (
+        lambda: vineyard_helm.status(kubeconfig=unreachable_kubeconfig, helm=helm),
+        lambda: vineyard_helm.uninstall(kubeconfig=unreachable_kubeconfig, helm=helm),
+        lambda: vineyard_helm.install(kubeconfig=unreachable_kubeconfig, helm=helm, wait=False),
+    ):
+        with pytest.raises(vineyard_helm.ClusterUnreachableError):
+            call()
+
+
+def test_uninstall_of_a_missing_release_can_be_ignored(helm: str, empty_cluster: Path) -> None:
+    vineyard_helm.uninstall("nothere", kubeconfig=empty_cluster, helm=helm, ignore_not_found=True)
+
+
+def test_upgrade_of_a_missing_release_is_not_found(helm: str, empty_cluster: Path) -> None:
+    with pytest.raises(vineyard_helm.ReleaseNotFoundError):
+        vineyard_helm.upgrade(release="nothere", kubeconfig=empty_cluster, helm=helm)
+
+
+def test_recorder_writes_what_helm_prints(helm: str) -> None:
+    """The recorder itself works (so the committed recordings can be refreshed)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "record.py"
+        copy.write_text((HERE / "helm_stderr/record.py").read_text().replace(
+            "HERE = Path(__file__).resolve().parent", f"HERE = Path({tmp!r})"
+        ).replace("REPO = HERE.parents[2]", f"REPO = Path({str(HERE.parents[1])!r})").replace(
+            "sys.path.insert(0, str(HERE.parent))", f"sys.path.insert(0, {str(HERE)!r})"
+        ))  # fmt: skip
+        subprocess.run(
+            [sys_executable(), str(copy), helm], check=True, capture_output=True, timeout=300
+        )
+        recorded = sorted(p.name for p in Path(tmp).glob("helm*/*.stderr"))
+    assert recorded == sorted({p.name for p in RECORDED})
+
+
+def sys_executable() -> str:
+    import sys
+
+    return sys.executable
