@@ -144,6 +144,16 @@ def headline(stderr: str) -> str:
     return lines[0] if lines else ""
 
 
+def _details(stderr: str, headline_line: str) -> list[str]:
+    """The non-empty lines after the headline, without helm's --debug advice."""
+    lines = [text.strip() for text in stderr.splitlines()]
+    try:
+        start = lines.index(headline_line) + 1
+    except ValueError:
+        return []
+    return [text for text in lines[start:] if text and not text.startswith("Use --debug flag")]
+
+
 def from_helm_failure(
     returncode: int | None,
     stderr: str,
@@ -158,6 +168,15 @@ def from_helm_failure(
             _schema_problem(text) for text in stderr.splitlines() if _SCHEMA_LINE.match(text)
         )
         return InvalidValuesError(problems or [message], source="values (rejected by helm)")
+    if "execution error at" in lowered:
+        # The chart's own checks (`fail`, `required`) rejected the values while rendering,
+        # before anything reached the cluster. The reasons follow the headline.
+        details = _details(stderr, line)
+        bullets = [d[1:].strip() for d in details if d.startswith("-")]
+        reasons = bullets or [d for d in details if not d.endswith(":")] or [message]
+        return InvalidValuesError(reasons, source="values (rejected by the chart)")
+    if message.endswith(":"):
+        message = " ".join([message, *_details(stderr, line)])
     kind: type[HelmError] = HelmError
     if "cannot re-use a name that is still in use" in lowered:
         kind = ReleaseExistsError

@@ -63,15 +63,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+_REQUESTS: dict[str, list[str]] = {}
+
+
+def requests_seen(kubeconfig: Path) -> list[str]:
+    """The request paths the server behind ``kubeconfig`` has answered so far."""
+    return list(_REQUESTS.get(str(kubeconfig), []))
 
 
 @contextmanager
 def fake_apiserver(directory: Path) -> Iterator[Path]:
     """Serve on a free loopback port; yield the path of a kubeconfig pointing at it."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.requests = []  # type: ignore[attr-defined]
+    server.requests = _REQUESTS.setdefault(str(directory / "fake-kubeconfig"), [])  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -80,6 +90,7 @@ def fake_apiserver(directory: Path) -> Iterator[Path]:
         kubeconfig.chmod(0o600)
         yield kubeconfig
     finally:
+        _REQUESTS.pop(str(directory / "fake-kubeconfig"), None)
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)

@@ -102,6 +102,13 @@ def scenarios(env: dict[str, Path | None]) -> dict[str, list[str]]:
         ],
         "ChartNotFoundError__directory": ["template", "vineyard", "/nonexistent/vineyard-chart"],
         "ChartNotFoundError__repo": ["template", "vineyard", "no-such-repo/vineyard"],
+        "InvalidValuesError__chart_check": [
+            "template",
+            "vineyard",
+            str(CHART),
+            "--set",
+            "vineyard.size=64Gi",
+        ],
         "InvalidValuesError__schema": [
             "template",
             "vineyard",
