@@ -54,8 +54,9 @@ def _body(path: str) -> tuple[int, dict[str, Any]]:
 
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        self.server.requests.append(self.path)  # type: ignore[attr-defined]
-        code, body = _body(self.path)
+        self.server.requests.append(f"{self.command} {self.path}")  # type: ignore[attr-defined]
+        # Reads only: any write is refused, so nothing is ever "created" here.
+        code, body = _body(self.path) if self.command == "GET" else (405, {"kind": "Status"})
         data = json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
@@ -81,7 +82,8 @@ def requests_seen(kubeconfig: Path) -> list[str]:
 def fake_apiserver(directory: Path) -> Iterator[Path]:
     """Serve on a free loopback port; yield the path of a kubeconfig pointing at it."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.requests = _REQUESTS.setdefault(str(directory / "fake-kubeconfig"), [])  # type: ignore[attr-defined]
+    requests = _REQUESTS.setdefault(str(directory / "fake-kubeconfig"), [])
+    server.requests = requests  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -1,0 +1,282 @@
+"""Upstream's start_vineyardd(): every argument reaches the manifest rendered by real helm."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+import vineyard_helm
+from vineyard_helm import InvalidValuesError, Release, Resource
+from vineyard_helm.deploy import kubernetes as upstream
+from vineyard_helm.deploy.kubernetes import (
+    delete_kubernetes_objects,
+    image_values,
+    pull_secret_values,
+    socket_values,
+    start_vineyardd,
+)
+
+
+class Captured:
+    values: dict[str, Any]
+    options: dict[str, Any]
+
+
+@pytest.fixture
+def captured_install(monkeypatch: pytest.MonkeyPatch) -> Captured:
+    """Replace only the final install() call: keep what start_vineyardd would install."""
+    captured = Captured()
+
+    def fake_install(values: dict[str, Any], **options: Any) -> Release:
+        captured.values, captured.options = values, options
+        resource = Resource(
+            "DaemonSet", options["release"], options["namespace"], options["release"]
+        )
+        return Release(
+            options["release"], options["namespace"], 1, "deployed", resources=(resource,)
+        )
+
+    monkeypatch.setattr(upstream, "install", fake_install)
+    return captured
+
+
+def rendered(captured: Captured, helm: str) -> dict[tuple[str, str], dict[str, Any]]:
+    manifests = vineyard_helm.render(
+        captured.values,
+        release=captured.options["release"],
+        namespace=captured.options["namespace"],
+        helm=helm,
+    )
+    return {(m["kind"], m["metadata"]["name"]): m for m in manifests}
+
+
+def vineyardd_container(
+    objects: dict[tuple[str, str], dict[str, Any]], name: str
+) -> dict[str, Any]:
+    pod = objects[("DaemonSet", name)]["spec"]["template"]["spec"]
+    return next(c for c in pod["containers"] if c["name"] == "vineyardd")
+
+
+def test_every_argument_reaches_the_rendered_manifest(
+    helm: str, captured_install: Captured
+) -> None:
+    resources = start_vineyardd(
+        namespace="analytics",
+        size="384Mi",
+        socket="/data/v6d/shared.sock",
+        rpc_socket_port=9700,
+        vineyard_image="registry.example:5000/v6d/vineyardd:v0.24.2",
+        vineyard_image_pull_policy="Always",
+        vineyard_image_pull_secrets="regcred, other",
+        etcd={"replicaCount": 3},
+        vineyard={"compression": False},
+    )
+    assert resources == [Resource("DaemonSet", "vineyard", "analytics", "vineyard")]
+    assert captured_install.options["namespace"] == "analytics"
+    assert captured_install.options["wait"] is True
+
+    objects = rendered(captured_install, helm)
+    daemonset = objects[("DaemonSet", "vineyard")]
+    pod = daemonset["spec"]["template"]["spec"]
+    container = vineyardd_container(objects, "vineyard")
+    args = container["args"]
+    # namespace
+    assert {m["metadata"].get("namespace") for m in objects.values()} == {"analytics"}
+    assert any("etcd-for-vineyard.analytics.svc" in a for a in args)
+    # size, and extra values deep-merged next to it
+    assert "--size=384Mi" in args
+    assert "--compression=false" in args
+    # socket: hostPath dir + file name
+    socket_volume = next(v for v in pod["volumes"] if "hostPath" in v)
+    assert socket_volume["hostPath"]["path"] == "/data/v6d"
+    assert any(a.startswith("--socket=") and a.endswith("/shared.sock") for a in args)
+    # rpc_socket_port: vineyardd flag, container port and the Service
+    assert "--rpc_socket_port=9700" in args
+    assert 9700 in [p["containerPort"] for p in container.get("ports", [])]
+    service_ports = objects[("Service", "vineyard-rpc")]["spec"]["ports"]
+    assert [p["port"] for p in service_ports] == [9700]
+    # image, pull policy, pull secrets
+    assert container["image"] == "registry.example:5000/v6d/vineyardd:v0.24.2"
+    assert container["imagePullPolicy"] == "Always"
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}, {"name": "other"}]
+    # extra values: etcd members
+    assert objects[("StatefulSet", "vineyard-etcd")]["spec"]["replicas"] == 3
+
+
+def test_defaults_match_upstreams_meaning(helm: str, captured_install: Captured) -> None:
+    start_vineyardd()
+    objects = rendered(captured_install, helm)
+    container = vineyardd_container(objects, "vineyard")
+    pod = objects[("DaemonSet", "vineyard")]["spec"]["template"]["spec"]
+    assert "--size=512Mi" in container["args"]
+    assert "--rpc_socket_port=9600" in container["args"]
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    assert "imagePullSecrets" not in pod
+    # /var/run is too broad to mount: a dedicated subdirectory instead
+    socket_volume = next(v for v in pod["volumes"] if "hostPath" in v)
+    assert socket_volume["hostPath"]["path"] == "/var/run/vineyard/vineyard/vineyard"
+    assert any(a.endswith("/vineyard.sock") for a in container["args"] if a.startswith("--socket="))
+
+
+def test_image_digest_reaches_the_manifest(helm: str, captured_install: Captured) -> None:
+    digest = "sha256:" + "ab" * 32
+    start_vineyardd(vineyard_image=f"docker.io/vineyardcloudnative/vineyardd@{digest}")
+    container = vineyardd_container(rendered(captured_install, helm), "vineyard")
+    assert container["image"] == f"docker.io/vineyardcloudnative/vineyardd@{digest}"
+
+
+def test_release_and_install_options_are_not_chart_values(captured_install: Captured) -> None:
+    start_vineyardd(release="v6d", wait=False, timeout="30s", helm="/usr/bin/helm")
+    assert captured_install.options == {
+        "release": "v6d",
+        "namespace": "vineyard",
+        "wait": False,
+        "timeout": "30s",
+        "helm": "/usr/bin/helm",
+    }
+    assert not {"release", "wait", "timeout", "helm"} & set(captured_install.values)
+
+
+@pytest.mark.parametrize(
+    ("socket", "directory", "name"),
+    [
+        ("/var/run/vineyard.sock", "/var/run/vineyard/ns/rel", "vineyard.sock"),
+        ("/run/v.sock", "/run/vineyard/ns/rel", "v.sock"),
+        ("/tmp/v.sock", "/tmp/vineyard/ns/rel", "v.sock"),
+        ("/v.sock", "/vineyard/ns/rel", "v.sock"),
+        ("/var/run/vineyard/v.sock", "/var/run/vineyard", "v.sock"),
+        ("/data/v6d/socket", "/data/v6d", "socket"),
+        ("/data//v6d/./x.sock", "/data/v6d", "x.sock"),
+    ],
+)
+def test_socket_maps_to_a_host_directory_and_file_name(
+    socket: str, directory: str, name: str
+) -> None:
+    values = socket_values(socket, namespace="ns", release="rel")
+    assert values == {
+        "socket": {
+            "fileName": name,
+            "volume": {"type": "hostPath", "hostPath": {"path": directory}},
+        }
+    }
+
+
+@pytest.mark.parametrize("socket", ["", "relative/v.sock", "/var/run/"])
+def test_a_socket_that_is_not_an_absolute_file_path_is_refused(socket: str) -> None:
+    with pytest.raises(InvalidValuesError, match="socket"):
+        socket_values(socket, namespace="ns", release="rel")
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        ("vineyardd", {"repository": "vineyardd"}),
+        ("v6d/vineyardd:v1", {"repository": "v6d/vineyardd", "tag": "v1"}),
+        ("host:5000/v6d/vineyardd", {"repository": "host:5000/v6d/vineyardd"}),
+        ("host:5000/v6d/vineyardd:v1", {"repository": "host:5000/v6d/vineyardd", "tag": "v1"}),
+        ("r/v@sha256:00", {"repository": "r/v", "digest": "sha256:00"}),
+        ("r/v:v1@sha256:00", {"repository": "r/v", "tag": "v1", "digest": "sha256:00"}),
+    ],
+)
+def test_image_references_split_into_repository_tag_digest(
+    image: str, expected: dict[str, str]
+) -> None:
+    assert image_values(image) == {"image": expected}
+
+
+@pytest.mark.parametrize(
+    ("secrets", "names"),
+    [
+        (None, None),
+        ("a", ["a"]),
+        ("a,b", ["a", "b"]),
+        (" a , ,b ", ["a", "b"]),
+        (["x", "y"], ["x", "y"]),
+    ],
+)
+def test_pull_secrets_from_a_list_or_a_comma_separated_string(
+    secrets: Any, names: list[str] | None
+) -> None:
+    expected = {} if names is None else {"imagePullSecrets": [{"name": n} for n in names]}
+    assert pull_secret_values(secrets) == expected
+
+
+def test_bad_arguments_fail_before_anything_is_created(helm: str, empty_cluster: Path) -> None:
+    from fake_apiserver import requests_seen
+
+    with pytest.raises(InvalidValuesError, match=r"vineyard\.size"):
+        start_vineyardd(size=512, helm=helm, kubeconfig=str(empty_cluster))  # type: ignore[arg-type]
+    assert requests_seen(empty_cluster) == []
+
+
+def fake_api_client(kubeconfig_server: str) -> Any:
+    """What a kubernetes.client.ApiClient looks like to us (its configuration attributes)."""
+    configuration = SimpleNamespace(
+        host=kubeconfig_server,
+        ssl_ca_cert=None,
+        verify_ssl=False,
+        cert_file=None,
+        key_file=None,
+        api_key={"authorization": "Bearer abc"},
+        api_key_prefix={},
+        proxy=None,
+        username=None,
+        password=None,
+    )
+    return SimpleNamespace(configuration=configuration)
+
+
+def test_k8s_client_points_helm_at_its_api_server(helm: str, empty_cluster: Path) -> None:
+    import json
+
+    from fake_apiserver import requests_seen
+
+    server = json.loads(empty_cluster.read_text())["clusters"][0]["cluster"]["server"]
+    with pytest.raises(vineyard_helm.VineyardHelmError):
+        # The stand-in server accepts no writes, so the install fails, but only after helm
+        # has talked to the server named by the client.
+        start_vineyardd(k8s_client=fake_api_client(server), helm=helm, timeout="10s")
+    assert any(path.startswith("GET /version") for path in requests_seen(empty_cluster))
+
+
+def test_an_unreachable_k8s_client_is_cluster_unreachable(
+    helm: str, unreachable_kubeconfig: Path
+) -> None:
+    import json
+
+    server = json.loads(unreachable_kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    with pytest.raises(vineyard_helm.ClusterUnreachableError):
+        start_vineyardd(k8s_client=fake_api_client(server), helm=helm)
+    with pytest.raises(vineyard_helm.ClusterUnreachableError):
+        delete_kubernetes_objects(
+            [Resource("DaemonSet", "vineyard", "vineyard", "vineyard")],
+            k8s_client=fake_api_client(server),
+            helm=helm,
+        )
+
+
+def test_delete_of_an_already_deleted_release_returns(helm: str, empty_cluster: Path) -> None:
+    targets = [Resource("DaemonSet", "gone", "vineyard", "gone")]
+    delete_kubernetes_objects(
+        targets, wait=True, timeout_seconds=20, kubeconfig=str(empty_cluster), helm=helm
+    )
+
+
+def test_delete_rejects_objects_it_did_not_create() -> None:
+    with pytest.raises(TypeError, match="start_vineyardd"):
+        delete_kubernetes_objects([object()])  # type: ignore[list-item]
+
+
+def test_delete_accepts_upstreams_delete_options_and_rejects_others(
+    helm: str, empty_cluster: Path
+) -> None:
+    targets = [Resource("DaemonSet", "gone", "vineyard", "gone")]
+    delete_kubernetes_objects(
+        targets, kubeconfig=str(empty_cluster), helm=helm, grace_period_seconds=0,
+        propagation_policy="Foreground",
+    )  # fmt: skip
+    with pytest.raises(TypeError, match="colour"):
+        delete_kubernetes_objects(targets, colour="red")

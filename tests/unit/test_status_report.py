@@ -1,0 +1,121 @@
+"""status(): release, vineyardd per node, etcd members, Service endpoints, socket location."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from status_fixture import METADATA, status_document
+from vineyard_helm import ReleaseStatus
+from vineyard_helm.helm_json import status_from_json
+from vineyard_helm.output import format_status, summary_line
+from vineyard_helm.progress import ProgressDisplay
+
+
+@pytest.fixture
+def report(helm4: str) -> ReleaseStatus:
+    return status_from_json(status_document(helm4), metadata=METADATA)
+
+
+def test_release_revision_status_and_chart(report: ReleaseStatus) -> None:
+    release = report.release
+    assert (release.name, release.namespace, release.revision, release.status) == (
+        "vineyard",
+        "vineyard",
+        3,
+        "deployed",
+    )
+    assert (release.chart, release.chart_version, release.app_version) == (
+        "vineyard",
+        "0.1.0",
+        "0.24.2",
+    )
+    assert ("DaemonSet", ["vineyard"]) in release.resources_by_kind.items()
+
+
+def test_vineyardd_desired_ready_updated_and_each_node(report: ReleaseStatus) -> None:
+    vineyardd = report.vineyardd
+    assert (vineyardd.desired, vineyardd.ready, vineyardd.updated) == (3, 2, 2)
+    assert [(p.node, p.ready, p.updated) for p in vineyardd.pods] == [
+        ("node-0", True, False),
+        ("node-1", True, True),
+        ("node-2", False, True),
+    ]
+    assert vineyardd.pods[2].reason == "ContainerCreating"
+    assert not report.ready
+
+
+def test_etcd_members_ready(report: ReleaseStatus) -> None:
+    assert (report.etcd.name, report.etcd.desired, report.etcd.ready) == ("vineyard-etcd", 1, 1)
+    assert [p.name for p in report.etcd.pods] == ["vineyard-etcd-0"]
+
+
+def test_service_endpoints_are_the_ready_pods_behind_it(report: ReleaseStatus) -> None:
+    services = {s.name: s for s in report.services}
+    assert services["vineyard-rpc"].endpoints == ("10.0.0.1", "10.0.0.2")
+    assert services["etcd-for-vineyard"].endpoints == ("10.0.1.1",)
+
+
+def test_socket_location_on_the_host(report: ReleaseStatus) -> None:
+    socket = report.socket
+    assert socket.volume_type == "hostPath"
+    assert socket.path_in_container == "/var/run/vineyard/vineyard.sock"
+    assert socket.host_path == "/var/run/vineyard/vineyard/vineyard"
+    assert (
+        socket.describe()
+        == "/var/run/vineyard/vineyard/vineyard/vineyard.sock on every node (hostPath)"
+    )
+
+
+def test_all_ready_and_updated_is_ready(helm4: str) -> None:
+    document = status_document(helm4, nodes_ready=(True, True))
+    document["info"]["resources"]["v1/DaemonSet"][0]["status"]["updatedNumberScheduled"] = 2
+    assert status_from_json(document, metadata=METADATA).ready
+
+
+def test_table_shows_what_users_ask_first(report: ReleaseStatus) -> None:
+    text = format_status(report)
+    for expected in (
+        "release vineyard in namespace vineyard: deployed, revision 3, chart vineyard-0.1.0",
+        "vineyardd: 2/3 pods ready, 2/3 updated",
+        "node-2",
+        "not ready: ContainerCreating",
+        "etcd: 1/1 members ready",
+        "vineyard-rpc",
+        "10.0.0.1,10.0.0.2",
+        "socket: /var/run/vineyard/vineyard/vineyard/vineyard.sock on every node (hostPath)",
+        "ready: no",
+    ):
+        assert expected in text
+
+
+def test_progress_prints_a_line_per_change_when_not_a_tty(report: ReleaseStatus) -> None:
+    stream = io.StringIO()
+    display = ProgressDisplay(stream)
+    display(report)
+    display(report)
+    display.close()
+    assert stream.getvalue() == f"waiting: {summary_line(report)}\n"
+    assert "vineyardd 2/3 ready" in stream.getvalue()
+
+
+def test_progress_redraws_in_place_on_a_tty(report: ReleaseStatus) -> None:
+    stream = io.StringIO()
+    display = ProgressDisplay(stream, live=True)
+    display(report)
+    first = stream.getvalue()
+    display(report)
+    block_lines = first.count("\n")
+    assert stream.getvalue()[len(first) :].startswith(f"\x1b[{block_lines}F\x1b[J")
+    display.close()
+    assert stream.getvalue().endswith(f"\x1b[{block_lines}F\x1b[J")
+
+
+def test_helm3_style_resource_keys_without_related_pods_still_report(helm4: str) -> None:
+    document = status_document(helm4)
+    del document["info"]["resources"]["v1/Pod(related)"]
+    report = status_from_json(document, metadata=METADATA)
+    assert report.vineyardd is not None
+    assert report.vineyardd.pods == ()
+    assert report.vineyardd.ready == 2
