@@ -296,12 +296,23 @@ async def install_async(
 
     Raises ReleaseExistsError if the name is taken (use :func:`upgrade`)."""
     return await _install_or_upgrade(
-        "install", values, release=release, namespace=namespace, chart=chart, version=version,
-        create_namespace=create_namespace, wait=wait, timeout=timeout,
-        rollback_on_failure=rollback_on_failure, set_values=set_values,
-        set_string_values=set_string_values, kubeconfig=kubeconfig, context=context, helm=helm,
+        "install",
+        values,
+        release=release,
+        namespace=namespace,
+        chart=chart,
+        version=version,
+        create_namespace=create_namespace,
+        wait=wait,
+        timeout=timeout,
+        rollback_on_failure=rollback_on_failure,
+        set_values=set_values,
+        set_string_values=set_string_values,
+        kubeconfig=kubeconfig,
+        context=context,
+        helm=helm,
         progress=progress,
-    )  # fmt: skip
+    )
 
 
 async def upgrade_async(
@@ -331,12 +342,24 @@ async def upgrade_async(
     values under the new ones (``--reuse-values``)."""
     extra = (["--install"] if install else []) + (["--reuse-values"] if reuse_values else [])
     return await _install_or_upgrade(
-        "upgrade", values, release=release, namespace=namespace, chart=chart, version=version,
-        create_namespace=create_namespace and install, wait=wait, timeout=timeout,
-        rollback_on_failure=rollback_on_failure, set_values=set_values,
-        set_string_values=set_string_values, kubeconfig=kubeconfig, context=context, helm=helm,
-        progress=progress, extra_args=extra,
-    )  # fmt: skip
+        "upgrade",
+        values,
+        release=release,
+        namespace=namespace,
+        chart=chart,
+        version=version,
+        create_namespace=create_namespace and install,
+        wait=wait,
+        timeout=timeout,
+        rollback_on_failure=rollback_on_failure,
+        set_values=set_values,
+        set_string_values=set_string_values,
+        kubeconfig=kubeconfig,
+        context=context,
+        helm=helm,
+        progress=progress,
+        extra_args=extra,
+    )
 
 
 async def uninstall_async(

@@ -84,6 +84,12 @@ def _dump_manifests(manifests: list[dict[str, Any]], output: str) -> str:
     )
 
 
+def _package_version() -> str:
+    from . import __version__
+
+    return str(__version__)
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -193,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         "5 cluster unreachable, 6 release not found, 7 release exists, 8 timeout, "
         "9 chart not found, 130 interrupted.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands.add_parser(
         "install",
@@ -282,10 +289,14 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     if args.command == "render":
         manifests = api.render(
-            args.value_files, release=args.release, namespace=args.namespace,
-            version=args.chart_version, validate=args.validate, helm=args.helm,
+            args.value_files,
+            release=args.release,
+            namespace=args.namespace,
+            version=args.chart_version,
+            validate=args.validate,
+            helm=args.helm,
             **_values_options(args),
-        )  # fmt: skip
+        )
         out.write(_dump_manifests(manifests, args.output) + "\n")
         return EXIT_OK
 
@@ -294,11 +305,17 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
         display = ProgressDisplay(err) if args.wait and args.progress else None
         options: dict[str, Any] = {
-            "release": args.release, "namespace": args.namespace, "version": args.chart_version,
-            "create_namespace": args.create_namespace, "wait": args.wait, "timeout": args.timeout,
-            "rollback_on_failure": args.rollback_on_failure, "progress": display,
-            **_values_options(args), **_cluster_options(args),
-        }  # fmt: skip
+            "release": args.release,
+            "namespace": args.namespace,
+            "version": args.chart_version,
+            "create_namespace": args.create_namespace,
+            "wait": args.wait,
+            "timeout": args.timeout,
+            "rollback_on_failure": args.rollback_on_failure,
+            "progress": display,
+            **_values_options(args),
+            **_cluster_options(args),
+        }
         try:
             if args.command == "install":
                 result = api.install(args.value_files, **options)
@@ -322,9 +339,13 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     if args.command == "uninstall":
         api.uninstall(
-            args.release, namespace=args.namespace, wait=args.wait, timeout=args.timeout,
-            ignore_not_found=args.ignore_not_found, **_cluster_options(args),
-        )  # fmt: skip
+            args.release,
+            namespace=args.namespace,
+            wait=args.wait,
+            timeout=args.timeout,
+            ignore_not_found=args.ignore_not_found,
+            **_cluster_options(args),
+        )
         out.write(f"release {args.release} uninstalled from namespace {args.namespace}\n")
         return EXIT_OK
 

@@ -31,11 +31,21 @@ def _body(path: str) -> tuple[int, dict[str, Any]]:
         return 200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": []}
     if bare == "/api/v1":
         resources = [
-            {"name": "secrets", "singularName": "secret", "namespaced": True, "kind": "Secret",
-             "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]},
-            {"name": "namespaces", "singularName": "namespace", "namespaced": False,
-             "kind": "Namespace", "verbs": ["create", "get", "list"]},
-        ]  # fmt: skip
+            {
+                "name": "secrets",
+                "singularName": "secret",
+                "namespaced": True,
+                "kind": "Secret",
+                "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+            },
+            {
+                "name": "namespaces",
+                "singularName": "namespace",
+                "namespaced": False,
+                "kind": "Namespace",
+                "verbs": ["create", "get", "list"],
+            },
+        ]
         return 200, {"kind": "APIResourceList", "groupVersion": "v1", "resources": resources}
     parts = bare.strip("/").split("/")
     if parts[-1] in ("secrets", "configmaps", "namespaces", "pods", "services"):
@@ -47,9 +57,13 @@ def _body(path: str) -> tuple[int, dict[str, Any]]:
             "items": [],
         }
     return 404, {
-        "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
-        "message": f"{bare} not found", "code": 404,
-    }  # fmt: skip
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "reason": "NotFound",
+        "message": f"{bare} not found",
+        "code": 404,
+    }
 
 
 class _Handler(BaseHTTPRequestHandler):

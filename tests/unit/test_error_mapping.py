@@ -129,11 +129,13 @@ def test_recorder_writes_what_helm_prints(helm: str) -> None:
     """The recorder itself works (so the committed recordings can be refreshed)."""
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "record.py"
-        copy.write_text((HERE / "helm_stderr/record.py").read_text().replace(
-            "HERE = Path(__file__).resolve().parent", f"HERE = Path({tmp!r})"
-        ).replace("REPO = HERE.parents[2]", f"REPO = Path({str(HERE.parents[1])!r})").replace(
-            "sys.path.insert(0, str(HERE.parent))", f"sys.path.insert(0, {str(HERE)!r})"
-        ))  # fmt: skip
+        copy.write_text(
+            (HERE / "helm_stderr/record.py")
+            .read_text()
+            .replace("HERE = Path(__file__).resolve().parent", f"HERE = Path({tmp!r})")
+            .replace("REPO = HERE.parents[2]", f"REPO = Path({str(HERE.parents[1])!r})")
+            .replace("sys.path.insert(0, str(HERE.parent))", f"sys.path.insert(0, {str(HERE)!r})")
+        )
         subprocess.run(
             [sys_executable(), str(copy), helm], check=True, capture_output=True, timeout=300
         )

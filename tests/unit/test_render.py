@@ -38,8 +38,10 @@ def test_default_render_has_the_contracted_objects(helm: str) -> None:
 def test_render_equals_helm_template_output(helm: str) -> None:
     stdout = subprocess.run(
         [helm, "template", "vineyard", str(vineyard_helm.chart_path()), "-n", "vineyard"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     expected = [d for d in yaml.safe_load_all(stdout) if d]
     assert vineyard_helm.render(helm=helm) == expected
 
@@ -75,8 +77,9 @@ def test_values_files_dicts_and_set_are_layered_like_helm(helm: str, tmp_path: P
 def test_a_chart_directory_or_archive_can_be_given(helm: str, tmp_path: Path) -> None:
     subprocess.run(
         [helm, "package", str(vineyard_helm.chart_path()), "-d", str(tmp_path)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        check=True,
+        capture_output=True,
+    )
     (archive,) = tmp_path.glob("vineyard-*.tgz")
     from_archive = vineyard_helm.render(chart=archive, helm=helm)
     from_directory = vineyard_helm.render(chart=str(vineyard_helm.chart_path()), helm=helm)

@@ -275,8 +275,11 @@ def test_delete_accepts_upstreams_delete_options_and_rejects_others(
 ) -> None:
     targets = [Resource("DaemonSet", "gone", "vineyard", "gone")]
     delete_kubernetes_objects(
-        targets, kubeconfig=str(empty_cluster), helm=helm, grace_period_seconds=0,
+        targets,
+        kubeconfig=str(empty_cluster),
+        helm=helm,
+        grace_period_seconds=0,
         propagation_policy="Foreground",
-    )  # fmt: skip
+    )
     with pytest.raises(TypeError, match="colour"):
         delete_kubernetes_objects(targets, colour="red")

@@ -27,12 +27,40 @@ logger = logging.getLogger(__name__)
 #: dedicated subdirectory instead (see :func:`socket_values`).
 BROAD_DIRECTORIES = frozenset(
     {
-        "/", "/run", "/var", "/var/run", "/var/lib", "/var/tmp", "/var/log", "/tmp", "/dev",
-        "/dev/shm", "/etc", "/home", "/root", "/usr", "/usr/local", "/usr/lib", "/usr/share",
-        "/opt", "/mnt", "/media", "/srv", "/boot", "/proc", "/sys", "/bin", "/sbin", "/lib",
-        "/lib64", "/run/user", "/run/containerd", "/var/lib/kubelet", "/etc/kubernetes",
+        "/",
+        "/run",
+        "/var",
+        "/var/run",
+        "/var/lib",
+        "/var/tmp",
+        "/var/log",
+        "/tmp",
+        "/dev",
+        "/dev/shm",
+        "/etc",
+        "/home",
+        "/root",
+        "/usr",
+        "/usr/local",
+        "/usr/lib",
+        "/usr/share",
+        "/opt",
+        "/mnt",
+        "/media",
+        "/srv",
+        "/boot",
+        "/proc",
+        "/sys",
+        "/bin",
+        "/sbin",
+        "/lib",
+        "/lib64",
+        "/run/user",
+        "/run/containerd",
+        "/var/lib/kubelet",
+        "/etc/kubernetes",
     }
-)  # fmt: skip
+)
 
 #: Keyword arguments of start_vineyardd that are options, not chart values.
 START_OPTIONS = ("release", "wait", "timeout", "kubeconfig", "context", "helm", "chart", "version")
@@ -163,11 +191,16 @@ def start_vineyardd(
     options = {key: extra_values.pop(key) for key in START_OPTIONS if key in extra_values}
     release = str(options.pop("release", DEFAULT_RELEASE))
     values = start_vineyardd_values(
-        namespace=namespace, size=size, socket=socket, rpc_socket_port=rpc_socket_port,
-        vineyard_image=vineyard_image, vineyard_image_pull_policy=vineyard_image_pull_policy,
-        vineyard_image_pull_secrets=vineyard_image_pull_secrets, release=release,
+        namespace=namespace,
+        size=size,
+        socket=socket,
+        rpc_socket_port=rpc_socket_port,
+        vineyard_image=vineyard_image,
+        vineyard_image_pull_policy=vineyard_image_pull_policy,
+        vineyard_image_pull_secrets=vineyard_image_pull_secrets,
+        release=release,
         extra_values=extra_values,
-    )  # fmt: skip
+    )
     options.setdefault("wait", True)
     options.setdefault("timeout", DEFAULT_TIMEOUT)
     with kubeconfig_file(k8s_client) as derived:
@@ -215,8 +248,15 @@ def delete_kubernetes_objects(
         if derived is not None and options.get("kubeconfig") is None:
             options["kubeconfig"] = derived
             options.pop("context", None)
-        run_sync(_delete_releases(releases, wait=wait, timeout_seconds=timeout_seconds,
-                                  verbose=verbose, options=options))  # fmt: skip
+        run_sync(
+            _delete_releases(
+                releases,
+                wait=wait,
+                timeout_seconds=timeout_seconds,
+                verbose=verbose,
+                options=options,
+            )
+        )
 
 
 async def _delete_releases(
@@ -236,9 +276,13 @@ async def _delete_releases(
         if verbose:
             logger.info("uninstalling release %s in namespace %s", release, namespace)
         work = uninstall_async(
-            release, namespace=namespace, wait=wait, timeout=int(remaining) or 1,
-            ignore_not_found=True, **options,
-        )  # fmt: skip
+            release,
+            namespace=namespace,
+            wait=wait,
+            timeout=int(remaining) or 1,
+            ignore_not_found=True,
+            **options,
+        )
         try:
             # helm enforces the timeout itself; this bound only guards against a helm that hangs.
             await asyncio.wait_for(work, timeout=remaining + 30)
