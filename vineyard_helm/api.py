@@ -79,7 +79,7 @@ def _chart_schema_and_defaults(local: Path) -> tuple[dict[str, Any] | None, dict
     import json
     import tarfile
 
-    import yaml
+    from .values import load_yaml
 
     if local.is_dir():
         from .bundled import load_default_values, load_schema
@@ -98,7 +98,7 @@ def _chart_schema_and_defaults(local: Path) -> tuple[dict[str, Any] | None, dict
                     continue
                 text = handle.read().decode("utf-8")
                 if parts[1] == "values.yaml":
-                    defaults = yaml.safe_load(text) or {}
+                    defaults = load_yaml(text) or {}
                 else:
                     schema = json.loads(text)
     except (tarfile.TarError, OSError):
@@ -373,12 +373,14 @@ async def uninstall_async(
     context: str | None = None,
     helm: str | os.PathLike[str] | None = None,
 ) -> None:
-    """Uninstall a release (``helm uninstall``); with ``wait`` return only once its resources
-    are gone. Raises ReleaseNotFoundError unless ``ignore_not_found``."""
+    """Uninstall a release (``helm uninstall``); with ``wait`` return only once its resources,
+    pods included, are gone. Raises ReleaseNotFoundError unless ``ignore_not_found``."""
     runner = Helm(helm=helm, kubeconfig=kubeconfig, context=context)
     args = ["uninstall", release, "--namespace", namespace, "--timeout", _timeout_arg(timeout)]
     if wait:
-        args.append("--wait")
+        # Foreground deletion keeps each owner until its dependents (the vineyardd and etcd
+        # pods) are gone, so --wait returns only when the pods have stopped too.
+        args += ["--wait", "--cascade", "foreground"]
     try:
         await runner.run(args)
     except ReleaseNotFoundError:

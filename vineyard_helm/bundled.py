@@ -8,7 +8,6 @@ used instead.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,8 @@ def schema_path(chart: Path | None = None) -> Path:
 
 def load_schema(chart: Path | None = None) -> dict[str, Any] | None:
     """The chart's JSON schema, or None when the chart has none."""
+    import json
+
     path = schema_path(chart)
     if not path.is_file():
         return None
@@ -50,13 +51,12 @@ def load_schema(chart: Path | None = None) -> dict[str, Any] | None:
 
 def load_default_values(chart: Path | None = None) -> dict[str, Any]:
     """The chart's values.yaml (empty when absent)."""
-    import yaml
+    from .values import load_yaml
 
     path = (chart or chart_path()) / "values.yaml"
     if not path.is_file():
         return {}
-    with path.open(encoding="utf-8") as handle:
-        loaded = yaml.safe_load(handle)
+    loaded = load_yaml(path.read_text(encoding="utf-8"))
     return loaded if isinstance(loaded, dict) else {}
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,8 @@ HELM_ENV_VAR = "VINEYARD_HELM_BINARY"
 def resolve_helm(helm: str | os.PathLike[str] | None = None) -> str:
     """Absolute path of the helm binary: ``helm`` argument, then $VINEYARD_HELM_BINARY, then
     ``helm`` on PATH. A bare name is looked up on PATH; a path must be an executable file."""
+    import shutil  # lazily: shutil imports the compression modules
+
     if helm is not None:
         candidate, origin = os.fspath(helm), "helm="
     elif os.environ.get(HELM_ENV_VAR):

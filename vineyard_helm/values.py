@@ -66,6 +66,14 @@ def coalesce_with_defaults(defaults: Mapping[str, Any], user: Mapping[str, Any])
     return out
 
 
+def load_yaml(text: str) -> Any:
+    """One YAML document, with libyaml's C loader when present (several times faster)."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(text, Loader=loader)
+
+
 def load_values_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read one YAML values file (``-`` is not supported: pass a dict instead)."""
     import yaml
@@ -78,7 +86,7 @@ def load_values_file(path: str | os.PathLike[str]) -> dict[str, Any]:
             [f"{file}: {error.strerror or error}"], source="values file"
         ) from None
     try:
-        loaded = yaml.safe_load(text)
+        loaded = load_yaml(text)
     except yaml.YAMLError as error:
         raise InvalidValuesError(
             [f"{file}: not valid YAML: {error}"], source="values file"

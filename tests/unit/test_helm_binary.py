@@ -112,3 +112,8 @@ def test_each_version_specific_flag_is_accepted_by_that_helm(helm: str) -> None:
             assert flag in text
     for flag in asyncio.run(runner.status_args()):
         assert flag in status_help
+    uninstall_help = subprocess.run(
+        [helm, "uninstall", "--help"], capture_output=True, text=True
+    ).stdout
+    for flag in ("--wait", "--cascade", "--timeout"):
+        assert flag in uninstall_help
