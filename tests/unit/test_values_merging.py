@@ -139,3 +139,11 @@ def test_coalescing_deletes_a_default_set_to_null_and_replaces_lists() -> None:
     coalesced = coalesce_with_defaults(defaults, {"a": {"b": None}, "l": [3]})
     assert coalesced == {"a": {"c": 2}, "l": [3], "keep": True}
     assert defaults == {"a": {"b": 1, "c": 2}, "l": [1, 2], "keep": True}
+
+
+def test_pyhelm3_would_concatenate_lists_which_is_why_one_merged_dict_is_passed() -> None:
+    from pyhelm3.client import mergeconcat
+
+    layers = ({"imagePullSecrets": [{"name": "a"}]}, {"imagePullSecrets": [{"name": "b"}]})
+    assert mergeconcat(*layers) == {"imagePullSecrets": [{"name": "a"}, {"name": "b"}]}
+    assert merge_values(*layers) == {"imagePullSecrets": [{"name": "b"}]}
