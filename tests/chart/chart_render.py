@@ -63,7 +63,7 @@ def run_helm_template(
     if show_only:
         cmd += ["--show-only", show_only]
     proc = subprocess.run(
-        cmd, input=json.dumps(values) if values is not None else None,
+        cmd, input=json.dumps(values, ensure_ascii=False) if values is not None else None,
         capture_output=True, text=True, check=False,
     )
     if proc.returncode != 0:

@@ -26,9 +26,9 @@ Full name: the release name when it already contains the chart name (release "vi
 
 {{/* Labels on every object; user labels never enter selectors. */}}
 {{- define "vineyard.labels" -}}
-helm.sh/chart: {{ include "vineyard.chart" . }}
-app.kubernetes.io/name: {{ include "vineyard.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+helm.sh/chart: {{ include "vineyard.chart" . | quote }}
+app.kubernetes.io/name: {{ include "vineyard.name" . | quote }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: vineyard
@@ -39,8 +39,8 @@ app.kubernetes.io/part-of: vineyard
 
 {{/* Selector labels of one component: call with (dict "ctx" $ "component" "vineyardd"). */}}
 {{- define "vineyard.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "vineyard.name" .ctx }}
-app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/name: {{ include "vineyard.name" .ctx | quote }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name | quote }}
 app.kubernetes.io/component: {{ .component }}
 {{- end }}
 

@@ -118,7 +118,7 @@ point where it would look for an etcd of its own.
     type: DirectoryOrCreate
   {{- else if eq $vol.type "persistentVolumeClaim" }}
   persistentVolumeClaim:
-    claimName: {{ include "vineyard.socket.claimName" . }}
+    claimName: {{ include "vineyard.socket.claimName" . | quote }}
   {{- else }}
   emptyDir:
     {{- with $vol.emptyDir.medium }}
