@@ -38,6 +38,8 @@ def format_release(release: Release) -> str:
             [kind, name] for kind, names in release.resources_by_kind.items() for name in names
         ]
         lines += table(rows, indent="  ")
+    if release.notes.strip():
+        lines += ["NOTES:", release.notes.rstrip()]
     return "\n".join(lines)
 
 
