@@ -459,21 +459,3 @@ upgrade = _synchronous(upgrade_async)
 uninstall = _synchronous(uninstall_async)
 status = _synchronous(status_async)
 render = _synchronous(render_async)
-
-
-__all__ = [
-    "DEFAULT_NAMESPACE",
-    "DEFAULT_RELEASE",
-    "DEFAULT_TIMEOUT",
-    "install",
-    "install_async",
-    "render",
-    "render_async",
-    "status",
-    "status_async",
-    "uninstall",
-    "uninstall_async",
-    "upgrade",
-    "upgrade_async",
-    "validate",
-]

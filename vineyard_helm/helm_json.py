@@ -118,20 +118,23 @@ def _pick(objects: list[_Object], component: str, name_hint: str) -> _Object | N
     return None
 
 
+def _pods_of(
+    workload: _Object, pods: Iterable[_Object], *, label: str, current: object
+) -> tuple[PodStatus, ...]:
+    """The workload's pods (by its selector), each marked updated when its ``label`` equals
+    the workload's ``current`` template revision."""
+    selector = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    records = (
+        _pod_status(pod, updated=_labels(pod).get(label) == current)
+        for pod in pods
+        if _matches(selector, _labels(pod))
+    )
+    return tuple(sorted(records, key=lambda p: (p.node, p.name)))
+
+
 def daemonset_status(ds: _Object, pods: Iterable[_Object]) -> WorkloadStatus:
     status = ds.get("status") or {}
-    selector = ((ds.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
     generation = str((ds.get("metadata") or {}).get("generation", ""))
-    mine = [pod for pod in pods if _matches(selector, _labels(pod))]
-    records = tuple(
-        sorted(
-            (
-                _pod_status(pod, updated=_labels(pod).get("pod-template-generation") == generation)
-                for pod in mine
-            ),
-            key=lambda p: (p.node, p.name),
-        )
-    )
     return WorkloadStatus(
         kind="DaemonSet",
         name=str((ds.get("metadata") or {}).get("name", "")),
@@ -139,33 +142,22 @@ def daemonset_status(ds: _Object, pods: Iterable[_Object]) -> WorkloadStatus:
         ready=int(status.get("numberReady") or 0),
         updated=int(status.get("updatedNumberScheduled") or 0),
         available=int(status.get("numberAvailable") or 0),
-        pods=records,
+        pods=_pods_of(ds, pods, label="pod-template-generation", current=generation),
     )
 
 
 def statefulset_status(sts: _Object, pods: Iterable[_Object]) -> WorkloadStatus:
     status = sts.get("status") or {}
-    spec = sts.get("spec") or {}
-    selector = (spec.get("selector") or {}).get("matchLabels") or {}
+    replicas = (sts.get("spec") or {}).get("replicas")
     revision = status.get("updateRevision")
-    mine = [pod for pod in pods if _matches(selector, _labels(pod))]
-    records = tuple(
-        sorted(
-            (
-                _pod_status(pod, updated=_labels(pod).get("controller-revision-hash") == revision)
-                for pod in mine
-            ),
-            key=lambda p: p.name,
-        )
-    )
     return WorkloadStatus(
         kind="StatefulSet",
         name=str((sts.get("metadata") or {}).get("name", "")),
-        desired=int(spec["replicas"]) if spec.get("replicas") is not None else 1,
+        desired=int(replicas) if replicas is not None else 1,
         ready=int(status.get("readyReplicas") or 0),
         updated=int(status.get("updatedReplicas") or 0),
         available=int(status.get("availableReplicas") or 0),
-        pods=records,
+        pods=_pods_of(sts, pods, label="controller-revision-hash", current=revision),
     )
 
 

@@ -209,6 +209,8 @@ def test_bad_arguments_fail_before_anything_is_created(helm: str, empty_cluster:
 
     with pytest.raises(InvalidValuesError, match=r"vineyard\.size"):
         start_vineyardd(size=512, helm=helm, kubeconfig=str(empty_cluster))  # type: ignore[arg-type]
+    with pytest.raises(InvalidValuesError, match=r"vineyard\.rpc\.port"):
+        start_vineyardd(rpc_socket_port="rpc", helm=helm, kubeconfig=str(empty_cluster))  # type: ignore[arg-type]
     assert requests_seen(empty_cluster) == []
 
 

@@ -10,9 +10,10 @@ and readiness wrong). These functions install and uninstall the vineyard chart i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import posixpath
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..api import DEFAULT_RELEASE, DEFAULT_TIMEOUT, install, run_sync, uninstall_async
@@ -122,32 +123,6 @@ def pull_secret_values(secrets: str | Iterable[str] | None) -> dict[str, Any]:
     return {"imagePullSecrets": [{"name": n.strip()} for n in names if n and n.strip()]}
 
 
-def start_vineyardd_values(
-    *,
-    namespace: str = "vineyard",
-    size: str = "512Mi",
-    socket: str = "/var/run/vineyard.sock",
-    rpc_socket_port: int = 9600,
-    vineyard_image: str | None = None,
-    vineyard_image_pull_policy: str = "IfNotPresent",
-    vineyard_image_pull_secrets: str | Sequence[str] | None = None,
-    release: str = DEFAULT_RELEASE,
-    extra_values: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The chart values :func:`start_vineyardd` installs with (useful to inspect or render)."""
-    layers: list[Mapping[str, Any]] = [
-        {"vineyard": {"size": size, "rpc": {"enabled": True, "port": int(rpc_socket_port)}}},
-        {"rpcService": {"port": int(rpc_socket_port)}},
-        socket_values(socket, namespace=namespace, release=release),
-        {"image": {"pullPolicy": vineyard_image_pull_policy}},
-    ]
-    if vineyard_image:
-        layers.append(image_values(vineyard_image))
-    layers.append(pull_secret_values(vineyard_image_pull_secrets))
-    layers.append(dict(extra_values or {}))
-    return merge_values(*layers)
-
-
 def start_vineyardd(
     namespace: str = "vineyard",
     size: str = "512Mi",
@@ -190,25 +165,31 @@ def start_vineyardd(
     """
     options = {key: extra_values.pop(key) for key in START_OPTIONS if key in extra_values}
     release = str(options.pop("release", DEFAULT_RELEASE))
-    values = start_vineyardd_values(
-        namespace=namespace,
-        size=size,
-        socket=socket,
-        rpc_socket_port=rpc_socket_port,
-        vineyard_image=vineyard_image,
-        vineyard_image_pull_policy=vineyard_image_pull_policy,
-        vineyard_image_pull_secrets=vineyard_image_pull_secrets,
-        release=release,
-        extra_values=extra_values,
-    )
+    layers: list[Mapping[str, Any]] = [
+        {"vineyard": {"size": size, "rpc": {"enabled": True, "port": rpc_socket_port}}},
+        {"rpcService": {"port": rpc_socket_port}},
+        socket_values(socket, namespace=namespace, release=release),
+        {"image": {"pullPolicy": vineyard_image_pull_policy}},
+        image_values(vineyard_image) if vineyard_image else {},
+        pull_secret_values(vineyard_image_pull_secrets),
+        extra_values,
+    ]
     options.setdefault("wait", True)
     options.setdefault("timeout", DEFAULT_TIMEOUT)
+    with _cluster_of(k8s_client, options):
+        result = install(merge_values(*layers), release=release, namespace=namespace, **options)
+    return list(result.resources)
+
+
+@contextlib.contextmanager
+def _cluster_of(k8s_client: Any, options: dict[str, Any]) -> Iterator[None]:
+    """Point ``options`` at the API server of ``k8s_client`` (a temporary kubeconfig that lives
+    as long as the block), unless a kubeconfig was given explicitly."""
     with kubeconfig_file(k8s_client) as derived:
         if derived is not None and options.get("kubeconfig") is None:
             options["kubeconfig"] = derived
             options.pop("context", None)
-        result = install(values, release=release, namespace=namespace, **options)
-    return list(result.resources)
+        yield
 
 
 def _release_of(target: Any) -> tuple[str, str]:
@@ -244,10 +225,7 @@ def delete_kubernetes_objects(
     if unknown:
         raise TypeError(f"delete_kubernetes_objects() got unexpected keyword arguments: {unknown}")
     releases = sorted({_release_of(target) for target in targets})
-    with kubeconfig_file(k8s_client) as derived:
-        if derived is not None and options.get("kubeconfig") is None:
-            options["kubeconfig"] = derived
-            options.pop("context", None)
+    with _cluster_of(k8s_client, options):
         run_sync(
             _delete_releases(
                 releases,
