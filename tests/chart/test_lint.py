@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -27,10 +30,22 @@ def test_helm_3_and_helm_4_render_identically(scenario: str) -> None:
     assert render(scenario=scenario, helm_major=3) == render(scenario=scenario, helm_major=4)
 
 
-def test_chart_testing_lint_passes() -> None:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.path.dirname(os.sys.executable)}{os.pathsep}{os.environ['PATH']}"}
+def chart_testing_etc() -> Path:
+    """chart-testing's own chart_schema.yaml and lintconf.yaml ship in its module, not in the
+    binary: find them in the module cache at the version tools/ct/go.mod pins."""
     proc = subprocess.run(
-        [str(BIN / "ct"), "lint", "--config", str(REPO / "ct.yaml"), "--charts", str(CHART)],
+        ["go", "list", "-m", "-json", "github.com/helm/chart-testing/v3"],
+        capture_output=True, text=True, check=True, cwd=REPO / "tools" / "ct",
+    )
+    return Path(json.loads(proc.stdout)["Dir"]) / "etc"
+
+
+def test_chart_testing_lint_passes() -> None:
+    etc = chart_testing_etc()
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(
+        [str(BIN / "ct"), "lint", "--config", str(REPO / "ct.yaml"), "--charts", str(CHART),
+         "--chart-yaml-schema", str(etc / "chart_schema.yaml"), "--lint-conf", str(etc / "lintconf.yaml")],
         capture_output=True, text=True, check=False, cwd=REPO, env=env,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
