@@ -154,11 +154,13 @@ async def render_async(
     set_values: Sequence[str] = (),
     set_string_values: Sequence[str] = (),
     validate: bool = True,
+    skip_tests: bool = False,
     helm: str | os.PathLike[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Render the chart client-side (``helm template``) and return the manifests as dicts.
 
-    Nothing contacts a cluster. Values are validated first (see :func:`validate`)."""
+    Nothing contacts a cluster. Values are validated first (see :func:`validate`).
+    ``skip_tests`` leaves out the chart's ``helm test`` pods (``--skip-tests``)."""
     import json
 
     from .helm_json import load_manifest
@@ -175,6 +177,8 @@ async def render_async(
     args: list[str] = ["template", release, ref, "--namespace", namespace, "--values", "-"]
     if version:
         args += ["--version", version]
+    if skip_tests:
+        args.append("--skip-tests")
     stdout = await runner.run(args, json.dumps(merged).encode())
     return load_manifest(stdout.decode())
 

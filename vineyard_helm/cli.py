@@ -242,6 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="render the manifests without a cluster (helm template)",
     )
     render.add_argument(
+        "--skip-tests",
+        action="store_true",
+        help="leave out the chart's `helm test` pods",
+    )
+    render.add_argument(
         "--skip-validation",
         dest="validate",
         action="store_false",
@@ -294,6 +299,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             namespace=args.namespace,
             version=args.chart_version,
             validate=args.validate,
+            skip_tests=args.skip_tests,
             helm=args.helm,
             **_values_options(args),
         )

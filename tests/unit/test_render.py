@@ -109,3 +109,13 @@ def test_sync_render_works_inside_a_running_event_loop(helm: str) -> None:
 def test_missing_helm_is_helm_not_found_with_an_install_hint(tmp_path: Path) -> None:
     with pytest.raises(HelmNotFoundError, match=r"helm\.sh/docs/intro/install"):
         vineyard_helm.render(helm=tmp_path / "helm")
+
+
+def test_skip_tests_leaves_out_only_the_test_hooks(helm: str) -> None:
+    def is_test(m: dict[str, Any]) -> bool:
+        return "test" in m["metadata"].get("annotations", {}).get("helm.sh/hook", "")
+
+    everything = vineyard_helm.render(helm=helm)
+    without_tests = vineyard_helm.render(skip_tests=True, helm=helm)
+    assert any(is_test(m) for m in everything)
+    assert without_tests == [m for m in everything if not is_test(m)]
