@@ -93,6 +93,9 @@ def _package_version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
+        "-v", "--verbose", action="store_true", help="print each helm command on stderr"
+    )
+    common.add_argument(
         "--helm", metavar="PATH", help="helm binary (default: $VINEYARD_HELM_BINARY, then PATH)"
     )
     common.add_argument(
@@ -379,6 +382,15 @@ def main(
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2)
         return int(exit_.code) if isinstance(exit_.code, int) else EXIT_USAGE
+    import logging
+
+    pyhelm3_logger = logging.getLogger("pyhelm3")
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("vineyard-helm: %(message)s"))
+    level = pyhelm3_logger.level
+    if getattr(args, "verbose", False):
+        pyhelm3_logger.addHandler(handler)
+        pyhelm3_logger.setLevel(logging.INFO)
     try:
         return run(args, out, err)
     except errors.VineyardHelmError as error:
@@ -387,6 +399,9 @@ def main(
     except KeyboardInterrupt:
         err.write("vineyard-helm: interrupted\n")
         return EXIT_INTERRUPTED
+    finally:
+        pyhelm3_logger.removeHandler(handler)
+        pyhelm3_logger.setLevel(level)
 
 
 def main_entry() -> None:

@@ -87,7 +87,16 @@ class Helm:
 
     def _pyhelm3_command(self) -> pyhelm3.Command:
         if self._command is None:
+            import logging
+
             import pyhelm3
+
+            # pyhelm3 logs each failed command as a warning before we raise our own error;
+            # without a handler Python would print it to stderr as well. Applications that
+            # configure logging still receive the records (they propagate to the root).
+            pyhelm3_logger = logging.getLogger("pyhelm3")
+            if not pyhelm3_logger.handlers:
+                pyhelm3_logger.addHandler(logging.NullHandler())
 
             self._command = pyhelm3.Command(
                 executable=self.executable,

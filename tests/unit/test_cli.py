@@ -294,3 +294,31 @@ def test_python_dash_m_and_console_script_run_the_same_cli(helm: str) -> None:
         )
         assert result.returncode == 0
         assert "DaemonSet" in result.stdout
+
+
+def test_a_failing_command_prints_exactly_one_line(helm: str, tmp_path: Path) -> None:
+    """In a real process (no pytest log capture): pyhelm3's own warning must not leak."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vineyard_helm",
+            "render",
+            "--helm",
+            helm,
+            "--chart",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == cli.EXIT_CHART_NOT_FOUND
+    assert result.stderr.splitlines() == [
+        f'vineyard-helm: error: path "{tmp_path / "x"}" not found'
+    ]
+
+
+def test_verbose_shows_the_helm_commands(helm: str) -> None:
+    code, _, err = run("render", "-v", "--helm", helm, "-o", "table")
+    assert code == 0
+    assert f"vineyard-helm: running command: {helm} template vineyard" in err
