@@ -285,3 +285,36 @@ def test_delete_accepts_upstreams_delete_options_and_rejects_others(
     )
     with pytest.raises(TypeError, match="colour"):
         delete_kubernetes_objects(targets, colour="red")
+
+
+def test_a_real_kubernetes_api_client_is_followed(helm: str, empty_cluster: Path) -> None:
+    """An ApiClient configured from a kubeconfig, as upstream users build it."""
+    kubernetes = pytest.importorskip("kubernetes")
+    from fake_apiserver import requests_seen
+    from vineyard_helm.kubeconfig import kubeconfig_from_api_client
+
+    configuration = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(
+        config_file=str(empty_cluster), client_configuration=configuration
+    )
+    api_client = kubernetes.client.ApiClient(configuration)
+    derived = kubeconfig_from_api_client(api_client)
+    assert derived is not None
+    assert derived["clusters"][0]["cluster"]["server"] == configuration.host
+    assert derived["users"][0]["user"] == {"token": "unused"}
+    delete_kubernetes_objects(
+        [Resource("DaemonSet", "gone", "vineyard", "gone")], k8s_client=api_client, helm=helm
+    )
+    assert any("/secrets" in path for path in requests_seen(empty_cluster))
+
+
+def test_a_default_api_client_leaves_the_default_kubeconfig() -> None:
+    from vineyard_helm.kubeconfig import kubeconfig_from_api_client
+
+    assert (
+        kubeconfig_from_api_client(
+            SimpleNamespace(configuration=SimpleNamespace(host="http://localhost"))
+        )
+        is None
+    )
+    assert kubeconfig_from_api_client(object()) is None
