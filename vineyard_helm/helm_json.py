@@ -232,18 +232,18 @@ def socket_location(daemonset: _Object) -> SocketLocation | None:
     )
     relative = socket[len(str(mount["mountPath"]).rstrip("/")) :].lstrip("/")
     sub_path = str(mount.get("subPath") or "")
+    in_volume = f"{sub_path}/{relative}" if sub_path else relative
     if "hostPath" in volume:
         host = str(volume["hostPath"].get("path", "")).rstrip("/")
-        if sub_path:
-            host = f"{host}/{sub_path}"
-        directory = f"{host}/{relative}".rsplit("/", 1)[0] if "/" in relative else host
-        return SocketLocation("hostPath", socket, host_path=directory)
+        directory = f"{host}/{in_volume}".rsplit("/", 1)[0]
+        return SocketLocation("hostPath", socket, host_path=directory, path_in_volume=in_volume)
     if "persistentVolumeClaim" in volume:
         claim = str(volume["persistentVolumeClaim"].get("claimName", ""))
-        return SocketLocation("persistentVolumeClaim", socket, claim=claim)
-    if "emptyDir" in volume:
-        return SocketLocation("emptyDir", socket)
-    return SocketLocation("unknown", socket)
+        return SocketLocation(
+            "persistentVolumeClaim", socket, claim=claim, path_in_volume=in_volume
+        )
+    kind = "emptyDir" if "emptyDir" in volume else "unknown"
+    return SocketLocation(kind, socket, path_in_volume=in_volume)
 
 
 def status_from_json(

@@ -101,13 +101,17 @@ class SocketLocation:
     path_in_container: str  # the socket file inside the vineyardd container
     host_path: str = ""  # directory on each node, for hostPath
     claim: str = ""  # PersistentVolumeClaim name, for persistentVolumeClaim
+    path_in_volume: str = ""  # the socket file relative to the volume's root
 
     def describe(self) -> str:
+        where = self.path_in_volume.replace("$(MY_NODE_NAME)", "<node>")
         if self.volume_type == "hostPath":
             name = self.path_in_container.rsplit("/", 1)[-1]
             return f"{self.host_path.rstrip('/')}/{name} on every node (hostPath)"
         if self.volume_type == "persistentVolumeClaim":
-            return f"{self.path_in_container} on PersistentVolumeClaim {self.claim}"
+            return f"{where} in PersistentVolumeClaim {self.claim} (mount the claim in your pods)"
+        if self.volume_type == "emptyDir":
+            return f"{self.path_in_container} in an emptyDir, for sidecars of the vineyardd pods"
         return f"{self.path_in_container} ({self.volume_type})"
 
 

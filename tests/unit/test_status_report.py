@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 
+import vineyard_helm
+from helmbin import CHART
 from status_fixture import METADATA, status_document
 from vineyard_helm import ReleaseStatus
-from vineyard_helm.helm_json import status_from_json
+from vineyard_helm.helm_json import socket_location, status_from_json
 from vineyard_helm.output import format_status, summary_line
 from vineyard_helm.progress import ProgressDisplay
 
@@ -119,3 +122,20 @@ def test_helm3_style_resource_keys_without_related_pods_still_report(helm4: str)
     assert report.vineyardd is not None
     assert report.vineyardd.pods == ()
     assert report.vineyardd.ready == 2
+
+
+SCENARIOS = sorted((CHART / "ci").glob("*-values.yaml"))
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda p: p.name.removesuffix("-values.yaml"))
+def test_socket_location_is_known_for_every_chart_scenario(helm4: str, scenario: Path) -> None:
+    manifests = vineyard_helm.render(scenario, helm=helm4)
+    daemonset = next(m for m in manifests if m["kind"] == "DaemonSet")
+    location = socket_location(daemonset)
+    assert location is not None
+    volume = (
+        vineyard_helm.validate(scenario).get("socket", {}).get("volume", {}).get("type", "hostPath")
+    )
+    assert location.volume_type == volume
+    assert location.path_in_container.endswith(".sock")
+    assert ".sock" in location.describe()
