@@ -48,6 +48,22 @@ go_install() {
   echo "$stamp" >"$STAMPS/$name"
 }
 
+# required_version DIR MODULE: the version of MODULE that DIR/go.mod requires.
+required_version() {
+  awk -v m="$2" '$1 == "require" && $2 == m {print $3} $1 == m && $2 ~ /^v/ {print $2}' "$1/go.mod"
+}
+
+# module_build NAME DIR PKG LDFLAGS: builds PKG as pinned by DIR/go.mod (a `tool` there).
+module_build() {
+  local name=$1 dir=$2 pkg=$3 ldflags=$4 version stamp
+  version="$(required_version "$dir" "${pkg%/*}")"
+  stamp="$version $(sha256sum "$dir/go.mod" | cut -c1-12) $GO_SIG"
+  if up_to_date "$name" "$stamp"; then log "$name $version: up to date"; return; fi
+  log "$name $version: building"
+  (cd "$dir" && timed "$name $version" go build -ldflags "$ldflags" -o "$BIN/$name" "$pkg")
+  echo "$stamp" >"$STAMPS/$name"
+}
+
 # client_go_minor MODULE@VERSION: the Kubernetes minor version whose client-go it uses.
 client_go_minor() {
   local mod
@@ -59,7 +75,7 @@ client_go_minor() {
 kube_build() {
   local group=$1; shift
   local version stamp todo=()
-  version="$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$TOOLS/go.mod")"
+  version="$(required_version "$TOOLS" k8s.io/kubernetes)"
   stamp="$version $(sha256sum "$TOOLS/go.mod" | cut -c1-12) $GO_SIG"
   for b in "$@"; do up_to_date "$b" "$stamp" || todo+=("$b"); done
   if ((${#todo[@]} == 0)); then log "$group $version: up to date"; return; fi
@@ -115,13 +131,18 @@ main() {
     "-s -w -X $h3/internal/version.version=$HELM3_VERSION -X $h3/internal/version.gitTreeState=clean
      -X $h3/pkg/lint/rules.k8sVersionMajor=1 -X $h3/pkg/lint/rules.k8sVersionMinor=$m3
      -X $h3/pkg/chartutil.k8sVersionMajor=1 -X $h3/pkg/chartutil.k8sVersionMinor=$m3"
-  go_install ct github.com/helm/chart-testing/v3/ct "$CT_VERSION" \
-    "-s -w -X github.com/helm/chart-testing/v3/ct/cmd.Version=$CT_VERSION"
+  local ct=github.com/helm/chart-testing/v3
+  module_build ct "$TOOLS/ct" "$ct/ct" \
+    "-s -w -X $ct/ct/cmd.Version=$(required_version "$TOOLS/ct" "$ct")"
   kube_build control-plane kube-apiserver kube-controller-manager kube-scheduler kubectl
   kube_build node kubelet kube-proxy
   go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION" \
     "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
   kwok_stages
+  # The OCI registry for the release tests (`helm push`, `helm install oci://`).
+  local dist=github.com/distribution/distribution/v3
+  go_install registry "$dist/cmd/registry" "$REGISTRY_VERSION" \
+    "-s -w -X $dist/version.version=$REGISTRY_VERSION"
 }
 
 main "$@"
