@@ -54,16 +54,17 @@ from .values import merge_values, parse_set
 
 
 def __getattr__(name: str) -> str:
-    # The version is the chart's version (Chart.yaml); read lazily from package metadata.
+    # One version for package and chart: the bundled Chart.yaml's (what the wheel was built
+    # from). Reading it is cheaper than importlib.metadata.
     if name == "__version__":
-        from importlib.metadata import PackageNotFoundError, version
+        from .bundled import chart_version
 
         try:
-            return version("vineyard-helm")
-        except PackageNotFoundError:
-            from .bundled import chart_version
-
             return chart_version()
+        except VineyardHelmError:
+            from importlib.metadata import version
+
+            return version("vineyard-helm")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
