@@ -111,6 +111,7 @@ _UNREACHABLE = re.compile(
 )
 _TIMEOUT = re.compile(
     r"context deadline exceeded|timed out waiting for the condition|timed out waiting"
+    r"|not ready\. status: "
     r"|resource not ready.*timeout|client rate limiter wait"
 )
 _SCHEMA = "values don't meet the specifications of the schema"
@@ -178,7 +179,7 @@ def from_helm_failure(
     if message.endswith(":"):
         message = " ".join([message, *_details(stderr, line)])
     kind: type[HelmError] = HelmError
-    if "cannot re-use a name that is still in use" in lowered:
+    if re.search(r"cannot re-?use a name that is still in use", lowered):
         kind = ReleaseExistsError
     elif _RELEASE_NOT_FOUND.search(lowered) or lowered.endswith("release: not found"):
         kind = ReleaseNotFoundError

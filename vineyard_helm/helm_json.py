@@ -62,10 +62,19 @@ def release_from_json(
 
 
 def _objects(resources: Mapping[str, Any], kind: str) -> list[_Object]:
+    """The objects under keys ending in ``/<kind>``; helm puts related pods there as PodLists
+    (one per selector), which are flattened."""
     out: list[_Object] = []
     for key, items in resources.items():
-        if key.split("/")[-1] == kind and isinstance(items, list):
-            out.extend(item for item in items if isinstance(item, Mapping))
+        if key.split("/")[-1] != kind or not isinstance(items, list):
+            continue
+        for item in items:
+            if not isinstance(item, Mapping):
+                continue
+            if str(item.get("kind", "")).endswith("List") and isinstance(item.get("items"), list):
+                out.extend(i for i in item["items"] if isinstance(i, Mapping))
+            else:
+                out.append(item)
     return out
 
 

@@ -120,8 +120,9 @@ def scenarios(env: dict[str, Path | None]) -> dict[str, list[str]]:
     cluster = env["cluster"]
     if cluster is not None:
         release = f"stderr-{uuid.uuid4().hex[:6]}"
-        ns = ["-n", "default", "--kubeconfig", str(cluster)]
+        ns = ["-n", f"vh-stderr-{uuid.uuid4().hex[:6]}", "--create-namespace", "--kubeconfig", str(cluster)]
         out["ReleaseExistsError__install"] = ["install", release, str(CHART), *ns]  # run twice
+        # No node can fit the pods, so they stay Pending and the wait runs out.
         out["WaitTimeoutError__install"] = [
             "install",
             f"{release}-t",
@@ -129,11 +130,11 @@ def scenarios(env: dict[str, Path | None]) -> dict[str, list[str]]:
             *ns,
             "--wait",
             "--timeout",
-            "3s",
+            "5s",
             "--set",
-            "image.repository=example.invalid/none",
+            "resources.requests.cpu=1000",
         ]
-        out["cleanup"] = ["uninstall", release, f"{release}-t", *ns]
+        out["cleanup"] = ["uninstall", release, f"{release}-t", *ns[:2], *ns[3:]]
     return out
 
 
@@ -160,6 +161,9 @@ def main() -> None:
                     [helm, *command], capture_output=True, text=True, timeout=120
                 )
                 if name == "cleanup":
+                    namespace = command[command.index("-n") + 1]
+                    kubectl = ["kubectl", "--kubeconfig", str(args.cluster), "delete", "namespace"]
+                    subprocess.run([*kubectl, namespace, "--wait=false"], capture_output=True, check=False)
                     continue
                 if result.returncode == 0:
                     raise SystemExit(f"{helm} {name}: expected a failure, got success")
