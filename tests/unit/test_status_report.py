@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,46 @@ def test_socket_location_is_known_for_every_chart_scenario(helm4: str, scenario:
     assert location.volume_type == volume
     assert location.path_in_container.endswith(".sock")
     assert ".sock" in location.describe()
+
+
+RECORDED = Path(__file__).resolve().parent / "helm_json"
+
+
+@pytest.mark.parametrize("major", ["helm3", "helm4"])
+def test_status_from_a_real_cluster(major: str) -> None:
+    """`helm status -o json` recorded from the local cluster (helm_json/record.py): 3 nodes."""
+    document = json.loads((RECORDED / f"{major}-status.json").read_text())
+    metadata = json.loads((RECORDED / f"{major}-metadata.json").read_text())
+    report = status_from_json(document, metadata=metadata)
+    assert (report.release.name, report.release.status, report.release.revision) == (
+        "rec",
+        "deployed",
+        1,
+    )
+    assert report.release.chart_version == vineyard_helm.__version__
+    assert report.vineyardd is not None
+    assert (report.vineyardd.desired, report.vineyardd.ready, report.vineyardd.updated) == (3, 3, 3)
+    assert len({pod.node for pod in report.vineyardd.pods}) == 3
+    assert all(pod.ready and pod.updated for pod in report.vineyardd.pods)
+    assert report.etcd is not None
+    assert (report.etcd.desired, report.etcd.ready) == (1, 1)
+    services = {s.name: s for s in report.services}
+    rpc = services["rec-vineyard-rpc"]
+    assert sorted(rpc.endpoints) == sorted(pod.ip for pod in report.vineyardd.pods)
+    assert services["etcd-for-rec-vineyard"].endpoints == tuple(pod.ip for pod in report.etcd.pods)
+    assert report.socket is not None
+    assert report.socket.describe().startswith(
+        f"/var/run/vineyard/{document['namespace']}/rec/vineyard.sock"
+    )
+    assert report.ready
+
+
+def test_release_from_a_real_install_output() -> None:
+    from vineyard_helm.helm_json import release_from_json
+
+    release = release_from_json(json.loads((RECORDED / "helm4-install.json").read_text()))
+    assert (release.name, release.revision, release.status) == ("rec", 1, "deployed")
+    assert release.resources_by_kind["DaemonSet"] == ["rec-vineyard"]
+    assert release.resources_by_kind["StatefulSet"] == ["rec-vineyard-etcd"]
+    assert "rec-vineyard-rpc" in release.resources_by_kind["Service"]
+    assert "Vineyard" in release.notes

@@ -120,7 +120,13 @@ def scenarios(env: dict[str, Path | None]) -> dict[str, list[str]]:
     cluster = env["cluster"]
     if cluster is not None:
         release = f"stderr-{uuid.uuid4().hex[:6]}"
-        ns = ["-n", f"vh-stderr-{uuid.uuid4().hex[:6]}", "--create-namespace", "--kubeconfig", str(cluster)]
+        ns = [
+            "-n",
+            f"vh-stderr-{uuid.uuid4().hex[:6]}",
+            "--create-namespace",
+            "--kubeconfig",
+            str(cluster),
+        ]
         out["ReleaseExistsError__install"] = ["install", release, str(CHART), *ns]  # run twice
         # No node can fit the pods, so they stay Pending and the wait runs out.
         out["WaitTimeoutError__install"] = [
@@ -163,7 +169,9 @@ def main() -> None:
                 if name == "cleanup":
                     namespace = command[command.index("-n") + 1]
                     kubectl = ["kubectl", "--kubeconfig", str(args.cluster), "delete", "namespace"]
-                    subprocess.run([*kubectl, namespace, "--wait=false"], capture_output=True, check=False)
+                    subprocess.run(
+                        [*kubectl, namespace, "--wait=false"], capture_output=True, check=False
+                    )
                     continue
                 if result.returncode == 0:
                     raise SystemExit(f"{helm} {name}: expected a failure, got success")
