@@ -100,6 +100,9 @@ def _pod_status(pod: _Object, *, updated: bool) -> PodStatus:
             if detail.get("reason"):
                 reason = str(detail["reason"])
                 break
+        for condition in conditions:  # e.g. PodScheduled False: Unschedulable
+            if not reason and condition.get("status") == "False" and condition.get("reason"):
+                reason = str(condition["reason"])
         reason = reason or str(status.get("reason") or status.get("phase") or "")
     return PodStatus(
         name=str((pod.get("metadata") or {}).get("name", "")),
