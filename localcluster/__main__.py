@@ -41,6 +41,8 @@ def _up(cluster: Cluster, args: argparse.Namespace) -> int:
     seconds = cluster.up(nodes=args.nodes, timeout=args.timeout)
     verb = "reused" if reused else "started"
     print(f"cluster {verb} in {seconds:.1f}s with {len(cluster.node_names())} Ready nodes")
+    if cluster.timings:
+        print("  " + ", ".join(f"{phase} {t:.1f}s" for phase, t in cluster.timings.items()))
     print(f"export KUBECONFIG={cluster.kubeconfig}")
     return 0
 

@@ -8,6 +8,8 @@ nodes, all on 127.0.0.1, run from one state directory.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -18,7 +20,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from . import chartrepo, components, nodes, pki
 from .kubeapi import ApiError, KubeApi
@@ -33,7 +35,6 @@ DEFAULT_REPO_DIR = REPO_ROOT / ".cache" / "chartrepo"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
             "kwok-stages.yaml")
-ETCD = "/usr/bin/etcd"
 
 
 class ClusterError(RuntimeError):
@@ -58,6 +59,7 @@ class Cluster:
         self.kubeconfig = self.state_dir / "kubeconfig"
         self.procs = Processes(self.state_dir)
         self._info_file = self.state_dir / "cluster.json"
+        self.timings: dict[str, float] = {}  # phases of the last `up`, seconds since it began
 
     # --- state -------------------------------------------------------------------------------
 
@@ -117,51 +119,77 @@ class Cluster:
         """Starts the cluster with `nodes` Ready fake nodes, or reuses a healthy running one
         (adding nodes up to `nodes`). Returns the seconds it took."""
         start = time.monotonic()
+        with self._lock():
+            return self._up(nodes, timeout, start)
+
+    def _up(self, nodes: int, timeout: float, start: float) -> float:
+        self.timings = {}
         if self.is_healthy():
             missing = nodes - len(self.node_names())
             if missing > 0:
                 self.add_nodes(missing, timeout=timeout)
             return time.monotonic() - start
         self._check_binaries()
-        self.down()  # whatever is left of an earlier, unhealthy run
+        self._down()  # whatever is left of an earlier, unhealthy run
         pki.ensure_pki(self.state_dir / "pki")
         shutil.rmtree(self.state_dir / "etcd", ignore_errors=True)
         ports = components.Ports(*(free_port() for _ in range(6)))
-        self.state_dir.mkdir(parents=True, exist_ok=True)
         self._info_file.write_text(json.dumps({"ports": asdict(ports)}, indent=2) + "\n")
         self._write_kubeconfigs()
+        self._phase_done("certs", start)
         deadline = time.monotonic() + timeout
         checks = self._health_checks()
+        argv = {"etcd": components.etcd, "kube-apiserver": components.apiserver,
+                "kube-controller-manager": components.controller_manager,
+                "kube-scheduler": components.scheduler, "kwok": components.kwok}
         try:
-            self.procs.start("etcd", components.etcd(ETCD, self.state_dir, ports))
-            self._wait_healthy(["etcd"], checks, deadline)
-            self.procs.start("kube-apiserver", components.apiserver(self.bin_dir, self.state_dir, ports))
-            self._wait_healthy(["kube-apiserver"], checks, deadline)
-            rest = ["kube-controller-manager", "kube-scheduler", "kwok"]
-            argv = {"kube-controller-manager": components.controller_manager,
-                    "kube-scheduler": components.scheduler, "kwok": components.kwok}
-            for name in rest:
-                self.procs.start(name, argv[name](self.bin_dir, self.state_dir, ports))
-            self._wait_healthy(rest, checks, deadline)
+            for group in (["etcd"], ["kube-apiserver"],
+                          ["kube-controller-manager", "kube-scheduler", "kwok"]):
+                for name in group:
+                    self.procs.start(name, argv[name](self.bin_dir, self.state_dir, ports))
+                self._wait_healthy(group, checks, deadline)
+                self._phase_done("+".join(group), start)
             if nodes:
                 self.add_nodes(nodes, timeout=max(1.0, deadline - time.monotonic()))
+                self._phase_done(f"{nodes} nodes Ready", start)
+            # Pods are refused in a namespace until its `default` ServiceAccount exists: wait
+            # until the controllers have made the first one, as a real cluster has it.
+            self._wait_healthy(["kube-controller-manager"], {"kube-controller-manager": lambda: (
+                self.api.ok("/api/v1/namespaces/default/serviceaccounts/default"))}, deadline)
+            self._phase_done("default ServiceAccount", start)
         except BaseException:
-            self.down()
+            self._down()
             raise
         return time.monotonic() - start
 
+    def _phase_done(self, phase: str, start: float) -> None:
+        """Records when `phase` finished, in seconds since `up` began (`self.timings`)."""
+        self.timings[phase] = time.monotonic() - start
+
     def down(self) -> None:
         """Stops every process this state dir started (pid files), last-started first."""
+        with self._lock():
+            self._down()
+
+    def _down(self) -> None:
         names = self.procs.names()
         ordered = [n for n in names if n not in COMPONENTS] + [
             n for n in reversed(COMPONENTS) if n in names]
         for name in ordered:
             self.procs.stop(name)
 
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Serialises up/down of one state dir across processes (test sessions run in parallel)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.state_dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
     def _check_binaries(self) -> None:
         missing = [b for b in BINARIES if not (self.bin_dir / b).exists()]
-        if not Path(ETCD).exists():
-            missing.append(ETCD)
+        if not Path(components.ETCD).exists():
+            missing.append(components.ETCD)
         if missing:
             raise ClusterError(f"missing {', '.join(missing)} (in {self.bin_dir}): "
                                "run `make tools` (hack/build-tools.sh) first")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+ETCD = "/usr/bin/etcd"
 SERVICE_CIDR = "10.96.0.0/12"
 POD_CIDR = "10.244.0.0/16"
 # kwok manages exactly the nodes carrying this annotation (as kwokctl does).
@@ -20,9 +21,10 @@ class Ports:
     kwok: int
 
 
-def etcd(bin_etcd: str, state: Path, ports: Ports) -> list[str]:
+def etcd(_bin_dir: Path, state: Path, ports: Ports) -> list[str]:
+    """etcd comes from Debian's etcd-server package, not from bin_dir."""
     client, peer = f"http://127.0.0.1:{ports.etcd}", f"http://127.0.0.1:{ports.etcd_peer}"
-    return [bin_etcd, "--name=localcluster", f"--data-dir={state / 'etcd'}",
+    return [ETCD, "--name=localcluster", f"--data-dir={state / 'etcd'}",
             f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
             f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
             f"--initial-cluster=localcluster={peer}", "--initial-cluster-state=new",
@@ -38,6 +40,13 @@ def apiserver(bin_dir: Path, state: Path, ports: Ports) -> list[str]:
             f"--tls-cert-file={pki / 'apiserver.crt'}",
             f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}",
+            # Front-proxy settings, so controller-manager and scheduler find the request-header
+            # CA they look for. No front-proxy-client cert is ever issued.
+            f"--requestheader-client-ca-file={pki / 'ca.crt'}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
@@ -47,7 +56,12 @@ def apiserver(bin_dir: Path, state: Path, ports: Ports) -> list[str]:
             "--enable-admission-plugins=NodeRestriction",
             # The `kubernetes` Service must not advertise a loopback endpoint to pods.
             "--endpoint-reconciler-type=none",
-            "--allow-privileged=true", "--profiling=false"]
+            "--allow-privileged=true", "--profiling=false",
+            # With WatchList on, the apiserver turns every watch from resourceVersion 0 into a
+            # watch-list, which needs RequestWatchProgress from etcd; Debian's etcd 3.4 lacks
+            # it, so such watches fail again and again and kwok's informers fall behind by tens
+            # of seconds (pods stay Pending, lease updates conflict).
+            "--feature-gates=WatchList=false"]
 
 
 def controller_manager(bin_dir: Path, state: Path, ports: Ports) -> list[str]:

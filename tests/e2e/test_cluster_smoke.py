@@ -1,0 +1,54 @@
+"""The local cluster behaves like a real one for workloads on its kwok nodes."""
+from __future__ import annotations
+
+from localcluster import Cluster, wait_until
+
+PAUSE = {"name": "pause", "image": "registry.k8s.io/pause:3.10"}
+
+
+def _workload(kind: str, name: str, spec: dict) -> dict:
+    labels = {"app": name}
+    return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name},
+            "spec": {"selector": {"matchLabels": labels}, **spec,
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"containers": [PAUSE]}}}}
+
+
+def _status(cluster: Cluster, namespace: str, kind: str, name: str) -> dict:
+    path = f"/apis/apps/v1/namespaces/{namespace}/{kind.lower()}s/{name}"
+    return cluster.api.get(path).get("status", {})
+
+
+def _pods(cluster: Cluster, namespace: str, app: str) -> list[dict]:
+    return cluster.api.get(f"/api/v1/namespaces/{namespace}/pods?labelSelector=app={app}")["items"]
+
+
+def test_deployment_becomes_ready_and_scales_down(cluster: Cluster, namespace: str) -> None:
+    cluster.api.create(f"/apis/apps/v1/namespaces/{namespace}/deployments",
+                       _workload("Deployment", "web", {"replicas": 3}))
+    assert wait_until(lambda: _status(cluster, namespace, "Deployment", "web")
+                      .get("readyReplicas") == 3, 60), _status(cluster, namespace, "Deployment", "web")
+
+    cluster.kubectl("-n", namespace, "scale", "deployment/web", "--replicas=0")
+    # kwok confirms the deletions, so pods go away instead of staying Terminating.
+    assert wait_until(lambda: not _pods(cluster, namespace, "web"), 60)
+
+
+def test_daemonset_gets_a_pod_on_an_added_node(cluster: Cluster, namespace: str) -> None:
+    cluster.api.create(f"/apis/apps/v1/namespaces/{namespace}/daemonsets",
+                       _workload("DaemonSet", "agent", {}))
+    nodes = len(cluster.node_names())
+
+    def ready(count: int) -> bool:
+        status = _status(cluster, namespace, "DaemonSet", "agent")
+        return status.get("desiredNumberScheduled") == count == status.get("numberReady")
+
+    assert wait_until(lambda: ready(nodes), 60), _status(cluster, namespace, "DaemonSet", "agent")
+
+    [added] = cluster.add_nodes(1)
+    try:
+        assert wait_until(lambda: ready(nodes + 1), 60)
+        on_added = [p for p in _pods(cluster, namespace, "agent") if p["spec"].get("nodeName") == added]
+        assert len(on_added) == 1 and on_added[0]["status"]["phase"] == "Running"
+    finally:
+        cluster.remove_nodes([added])
