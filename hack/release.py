@@ -1,0 +1,453 @@
+#!/usr/bin/env python3
+"""Cut a release: one version (Chart.yaml's) for the chart, the Python package and the changelog.
+
+    python hack/release.py [--dist dist] [--previous-index URL|FILE] [--repo-url URL]
+                           [--oci oci://REGISTRY/PATH [--plain-http]] [--no-isolation]
+                           [--allow-dirty]
+    python hack/release.py check        # only the version checks, nothing is built
+
+Writes into --dist (default dist/):
+
+    repo/                    the HTTP chart repository, ready to publish as static files:
+      index.yaml             merged with --previous-index, so earlier versions stay listed
+      vineyard-X.tgz         the packaged chart
+      vineyard-X.tgz.prov    its provenance, signed with the release key
+      vineyard-helm.gpg      the public key (binary keyring for `helm pull --verify --keyring`)
+    python/                  vineyard_helm-X-py3-none-any.whl and vineyard_helm-X.tar.gz,
+                             the chart inside both
+    SHA256SUMS
+
+The signing key comes from the environment (or the matching options):
+    VINEYARD_RELEASE_KEY          the key's user id (or a unique part of it): helm --key
+    VINEYARD_RELEASE_KEYRING      a secret keyring in the legacy format helm reads
+                                  (`gpg --export-secret-keys KEY > secring.gpg`), or instead
+    VINEYARD_RELEASE_PRIVATE_KEY  the ASCII-armored secret key itself (a CI secret); it is
+                                  imported into a throwaway GNUPGHOME and exported for helm
+    HELM_KEY_PASSPHRASE           the key's passphrase, if it has one (read by helm itself)
+
+`--oci` pushes the package (and its .prov) with `helm push`; log in first with
+`helm registry login`. Every step is checked; the first failure stops the release.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import zipfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CHART = REPO / "charts" / "vineyard"
+CHANGELOG = REPO / "CHANGELOG.md"
+PUBLIC_KEY_NAME = "vineyard-helm.gpg"
+# What the chart package, the wheel and the sdist are built from.
+RELEASED_PATHS = ("charts/vineyard", "vineyard_helm", "pyproject.toml", "README.md",
+                  "CHANGELOG.md")
+# Keep a Changelog section -> Artifact Hub `artifacthub.io/changes` kind.
+KINDS = {"Added": "added", "Changed": "changed", "Deprecated": "deprecated",
+         "Removed": "removed", "Fixed": "fixed", "Security": "security"}
+# Changelog entries with this prefix concern only the Python package: they are not chart
+# changes, so they are not in the chart's artifacthub.io/changes annotation.
+PYTHON_ONLY = "vineyard-helm:"
+SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+                    r"(?:-(?P<pre>[0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
+
+
+class ReleaseError(RuntimeError):
+    """A release step failed or a check found drift; the message says which."""
+
+
+# ---- the one version ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChangelogEntry:
+    version: str
+    date: str
+    changes: tuple[tuple[str, str], ...]  # (kind, description), in file order
+
+
+def parse_changelog(text: str) -> list[ChangelogEntry]:
+    """Released entries (`## [X.Y.Z] - YYYY-MM-DD`), newest first; `## [Unreleased]` skipped."""
+    entries: list[ChangelogEntry] = []
+    version = date = kind = None
+    changes: list[tuple[str, str]] = []
+    item: list[str] | None = None
+
+    def close_item() -> None:
+        nonlocal item
+        if item is not None and version is not None and kind is not None:
+            changes.append((kind, " ".join(item)))
+        item = None
+
+    def close_entry() -> None:
+        close_item()
+        if version is not None:
+            entries.append(ChangelogEntry(version, date or "", tuple(changes)))
+
+    for line in text.splitlines():
+        heading = re.match(r"^## \[(?P<v>[^\]]+)\](?: - (?P<d>\S+))?\s*$", line)
+        if heading:
+            close_entry()
+            released = heading["v"].lower() != "unreleased"
+            version, date, kind, changes = (heading["v"], heading["d"], None, []) if released \
+                else (None, None, None, [])
+            continue
+        section = re.match(r"^### (\w+)\s*$", line)
+        if section:
+            close_item()
+            kind = KINDS.get(section[1])
+            if version is not None and kind is None:
+                raise ReleaseError(f"CHANGELOG.md: unknown section {section[1]!r} "
+                                   f"(Keep a Changelog allows {', '.join(KINDS)})")
+            continue
+        bullet = re.match(r"^[-*] (.+)$", line)
+        if bullet:
+            close_item()
+            item = [bullet[1].strip()]
+        elif item is not None and line.startswith("  ") and line.strip():
+            item.append(line.strip())
+        elif not line.strip():
+            close_item()
+    close_entry()
+    return entries
+
+
+def chart_metadata(chart: Path = CHART) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((chart / "Chart.yaml").read_text())
+    return loaded
+
+
+def version_problems(chart: Path = CHART, changelog: Path = CHANGELOG) -> list[str]:
+    """Every disagreement between Chart.yaml's version, its Artifact Hub annotations and the
+    changelog's newest release. Empty when all agree."""
+    meta = chart_metadata(chart)
+    version = str(meta.get("version", ""))
+    problems: list[str] = []
+    semver = SEMVER.match(version)
+    if not semver:
+        problems.append(f"Chart.yaml version {version!r} is not semantic versioning")
+    annotations = meta.get("annotations") or {}
+    prerelease = "true" if semver and semver["pre"] else "false"
+    if str(annotations.get("artifacthub.io/prerelease", "false")) != prerelease:
+        problems.append(f"artifacthub.io/prerelease should be {prerelease!r} for {version}")
+    try:
+        entries = parse_changelog(changelog.read_text())
+    except OSError as e:
+        return [*problems, f"cannot read {changelog}: {e}"]
+    if not entries:
+        return [*problems, f"{changelog.name} has no released entry (## [X.Y.Z] - DATE)"]
+    top = entries[0]
+    if top.version != version:
+        problems.append(f"{changelog.name}'s newest release is {top.version}, "
+                        f"Chart.yaml's version is {version}")
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", top.date):
+        problems.append(f"{changelog.name}: release {top.version} has no YYYY-MM-DD date")
+    if len({e.version for e in entries}) != len(entries):
+        problems.append(f"{changelog.name} lists a version twice")
+    chart_changes = [(k, d) for k, d in top.changes if not d.startswith(PYTHON_ONLY)]
+    annotated = [(str(c.get("kind")), " ".join(str(c.get("description", "")).split()))
+                 for c in yaml.safe_load(annotations.get("artifacthub.io/changes") or "[]")]
+    for kind, text in annotated:
+        if (kind, text) not in chart_changes:
+            problems.append(f"artifacthub.io/changes has '{kind}: {text}', "
+                            f"missing from {changelog.name} {top.version}")
+    for kind, text in chart_changes:
+        if (kind, text) not in annotated:
+            problems.append(f"{changelog.name} {top.version} has '{kind}: {text}', missing from "
+                            f"artifacthub.io/changes (prefix Python-only entries with "
+                            f"{PYTHON_ONLY!r})")
+    security = str(any(kind == "security" for kind, _ in annotated)).lower()
+    if str(annotations.get("artifacthub.io/containsSecurityUpdates", "false")) != security:
+        problems.append(f"artifacthub.io/containsSecurityUpdates should be {security!r}")
+    return problems
+
+
+def wheel_version(wheel: Path) -> tuple[str, str]:
+    """(METADATA Version, version of the chart the wheel carries)."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+        match = re.search(r"(?m)^Version: *(\S+)", archive.read(metadata).decode())
+        chart = yaml.safe_load(archive.read("vineyard_helm/chart/Chart.yaml"))
+    return (match[1] if match else ""), str(chart["version"])
+
+
+def same_version(python_version: str, chart_version: str) -> bool:
+    """PEP 440 normalises semver pre-releases (0.2.0-rc.1 is 0.2.0rc1): compare normalised."""
+    from packaging.version import Version
+
+    return Version(python_version) == Version(chart_version)
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+
+def default_helm() -> str:
+    built = REPO / ".cache" / "bin" / "helm"
+    return str(built) if built.exists() else (shutil.which("helm") or "helm")
+
+
+def run(argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
+        input: str | None = None) -> str:
+    """Runs a step; on failure raises ReleaseError with the command and its stderr."""
+    result = subprocess.run(list(argv), capture_output=True, text=True, env=env, cwd=cwd,
+                            input=input)
+    if result.returncode != 0:
+        raise ReleaseError(f"`{' '.join(argv)}` failed ({result.returncode}):\n"
+                           f"{(result.stderr or result.stdout).strip()}")
+    return result.stdout + result.stderr
+
+
+def uncommitted(paths: Sequence[str]) -> list[str]:
+    """`git status` lines of `paths` (what the packages are built from) that are not committed;
+    empty outside a git checkout."""
+    result = subprocess.run(["git", "status", "--porcelain", "--", *paths], cwd=REPO,
+                            capture_output=True, text=True, check=False)
+    return result.stdout.splitlines() if result.returncode == 0 else []
+
+
+def log(message: str) -> None:
+    print(f"release: {message}", file=sys.stderr, flush=True)
+
+
+def fetch(source: str, dest: Path) -> None:
+    """Copies a file from a path or an http(s) URL."""
+    if re.match(r"^https?://", source):
+        with urllib.request.urlopen(source, timeout=30) as resp:
+            dest.write_bytes(resp.read())
+    else:
+        shutil.copyfile(source, dest)
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    name: str
+    keyring: Path  # secret keyring, legacy format
+
+
+def refuse_if_in_registry(helm: str, oci: str, version: str, *, plain_http: bool) -> None:
+    """A registry overwrites a pushed tag silently: refuse to publish a version twice."""
+    ref = f"{oci.rstrip('/')}/vineyard"
+    argv = [helm, "show", "chart", ref, "--version", version]
+    result = subprocess.run(argv + (["--plain-http"] if plain_http else []),
+                            capture_output=True, text=True)
+    if result.returncode == 0:
+        raise ReleaseError(f"vineyard {version} is already in {ref}: bump Chart.yaml's version "
+                           "(and CHANGELOG.md)")
+    first_line = (result.stderr.strip().splitlines() or [""])[0]
+    if not first_line.endswith(": not found"):
+        raise ReleaseError(f"cannot ask {ref} which versions it holds: {first_line}")
+
+
+@contextmanager
+def signing_key(name: str | None, keyring: str | None, armored: str | None,
+                workdir: Path) -> Iterator[tuple[SigningKey, Path]]:
+    """The key helm signs with and a binary public keyring exported from it. GnuPG works in
+    a throwaway home under `workdir`; its agent is stopped on the way out."""
+    if not name:
+        raise ReleaseError("no signing key: set VINEYARD_RELEASE_KEY (the key's user id) "
+                           "or pass --key")
+    if not (armored or keyring):
+        raise ReleaseError("no keyring: set VINEYARD_RELEASE_KEYRING (a secring.gpg from "
+                           "`gpg --export-secret-keys`) or VINEYARD_RELEASE_PRIVATE_KEY "
+                           "(the armored secret key)")
+    home = workdir / "gnupg"
+    home.mkdir(mode=0o700)
+    gpg = ["gpg", "--batch", "--quiet", "--homedir", str(home)]
+    passphrase = os.environ.get("HELM_KEY_PASSPHRASE")
+    unlock = ["--pinentry-mode", "loopback", "--passphrase-fd", "0"] if passphrase else []
+    try:
+        if armored:
+            source = workdir / "key.asc"
+            source.touch(mode=0o600)
+            source.write_text(armored)
+            run([*gpg, *unlock, "--import", str(source)],
+                input=passphrase + "\n" if passphrase else None)
+            # Helm reads only the legacy secret keyring format: export one from GnuPG 2.
+            secret = workdir / "secring.gpg"
+            secret.touch(mode=0o600)
+            secret.write_bytes(_gpg_bytes([*gpg, *unlock, "--export-secret-keys", name],
+                                          passphrase))
+        else:
+            secret = Path(str(keyring)).resolve()
+            if not secret.is_file():
+                raise ReleaseError(f"keyring {secret} does not exist")
+            run([*gpg, "--import", str(secret)])
+        public = workdir / PUBLIC_KEY_NAME
+        public.write_bytes(_gpg_bytes([*gpg, "--export", name], None))
+        if not public.stat().st_size:
+            raise ReleaseError(f"key {name!r} is not in the keyring")
+        yield SigningKey(name, secret), public
+    finally:
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"],
+                       capture_output=True, check=False)
+
+
+def _gpg_bytes(argv: list[str], passphrase: str | None) -> bytes:
+    result = subprocess.run(argv, capture_output=True,
+                            input=(passphrase + "\n").encode() if passphrase else None)
+    if result.returncode != 0:
+        raise ReleaseError(f"`{' '.join(argv)}` failed: {result.stderr.decode().strip()}")
+    return result.stdout
+
+
+# ---- the release ----------------------------------------------------------------------------
+
+
+@dataclass
+class Release:
+    version: str
+    chart: Path
+    provenance: Path
+    index: Path
+    public_key: Path
+    wheel: Path
+    sdist: Path
+    oci_digest: str | None = None
+
+
+def cut(*, dist: Path, helm: str, key: str | None, keyring: str | None,
+        armored_key: str | None, previous_index: str | None, repo_url: str | None,
+        oci: str | None, plain_http: bool, isolation: bool, allow_dirty: bool) -> Release:
+    problems = version_problems()
+    if problems:
+        raise ReleaseError("versions disagree:\n  " + "\n  ".join(problems))
+    version = str(chart_metadata()["version"])
+    if not allow_dirty:
+        dirty = uncommitted(RELEASED_PATHS)
+        if dirty:
+            raise ReleaseError("uncommitted changes would be released (commit them, or pass "
+                               "--allow-dirty for a trial run):\n  " + "\n  ".join(dirty))
+    repo_dir, python_dir = dist / "repo", dist / "python"
+    for old in (repo_dir, python_dir):
+        shutil.rmtree(old, ignore_errors=True)
+        old.mkdir(parents=True)
+    (dist / "SHA256SUMS").unlink(missing_ok=True)
+
+    with tempfile.TemporaryDirectory(prefix="vineyard-release-") as tmp:
+        work = Path(tmp)
+        previous = None
+        if previous_index:
+            previous = work / "previous-index.yaml"
+            fetch(previous_index, previous)
+            listed = (yaml.safe_load(previous.read_text()) or {}).get("entries", {})
+            if any(str(e.get("version")) == version for e in listed.get("vineyard", [])):
+                raise ReleaseError(f"vineyard {version} is already in {previous_index}: "
+                                   "bump Chart.yaml's version (and CHANGELOG.md)")
+
+        if oci:
+            refuse_if_in_registry(helm, oci, version, plain_http=plain_http)
+
+        with signing_key(key, keyring, armored_key, work) as (signer, public):
+            log(f"packaging and signing vineyard {version} with {signer.name!r}")
+            run([helm, "package", str(CHART), "--destination", str(repo_dir), "--sign",
+                 "--key", signer.name, "--keyring", str(signer.keyring)])
+            shutil.copyfile(public, repo_dir / PUBLIC_KEY_NAME)
+        package = repo_dir / f"vineyard-{version}.tgz"
+        provenance = package.with_name(package.name + ".prov")
+        run([helm, "verify", str(package), "--keyring", str(repo_dir / PUBLIC_KEY_NAME)])
+
+        index_cmd = [helm, "repo", "index", str(repo_dir)]
+        if repo_url:
+            index_cmd += ["--url", repo_url.rstrip("/")]
+        if previous:
+            index_cmd += ["--merge", str(previous)]
+        run(index_cmd)
+        log(f"index.yaml written{' (merged with ' + previous_index + ')' if previous else ''}")
+
+    log("building the wheel and sdist")
+    build_cmd = [sys.executable, "-m", "build", "--outdir", str(python_dir), str(REPO)]
+    if not isolation:
+        build_cmd.insert(3, "--no-isolation")
+    run(build_cmd)
+    (wheel,) = python_dir.glob("*.whl")
+    (sdist,) = python_dir.glob("*.tar.gz")
+    built, carried = wheel_version(wheel)
+    if not (same_version(built, version) and carried == version):
+        raise ReleaseError(f"the wheel is version {built} carrying chart {carried}; "
+                           f"expected {version}")
+
+    release = Release(version, package, provenance, repo_dir / "index.yaml",
+                      repo_dir / PUBLIC_KEY_NAME, wheel, sdist)
+    if oci:
+        log(f"pushing to {oci}")
+        push = [helm, "push", str(package), oci] + (["--plain-http"] if plain_http else [])
+        out = run(push)
+        digest = re.search(r"(?m)^Digest: *(\S+)", out)
+        release.oci_digest = digest[1] if digest else None
+
+    sums = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(dist).as_posix()}"
+            for p in (package, provenance, wheel, sdist)]
+    (dist / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+    return release
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="hack/release.py", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", nargs="?", choices=["release", "check"], default="release")
+    parser.add_argument("--dist", default=str(REPO / "dist"), help="output folder")
+    parser.add_argument("--helm", default=default_helm(), help="helm binary (default: %(default)s)")
+    parser.add_argument("--key", default=os.environ.get("VINEYARD_RELEASE_KEY"),
+                        help="signing key user id (env VINEYARD_RELEASE_KEY)")
+    parser.add_argument("--keyring", default=os.environ.get("VINEYARD_RELEASE_KEYRING"),
+                        help="legacy secret keyring (env VINEYARD_RELEASE_KEYRING)")
+    parser.add_argument("--previous-index",
+                        help="the published index.yaml (URL or file) to merge with")
+    parser.add_argument("--repo-url", help="absolute URL the HTTP repository is published at "
+                                           "(default: package URLs relative to index.yaml)")
+    parser.add_argument("--oci", help="push to this registry path, e.g. oci://ghcr.io/ORG/charts")
+    parser.add_argument("--plain-http", action="store_true",
+                        help="talk plain HTTP to the registry (a loopback test registry)")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="release even with uncommitted changes (trial runs, tests)")
+    parser.add_argument("--no-isolation", action="store_true",
+                        help="build the wheel with this environment's hatchling (no download)")
+    args = parser.parse_args(argv)
+
+    if args.command == "check":
+        problems = version_problems()
+        for problem in problems:
+            print(f"drift: {problem}", file=sys.stderr)
+        if not problems:
+            print(f"vineyard {chart_metadata()['version']}: chart, annotations and changelog agree")
+        return 1 if problems else 0
+    start = time.monotonic()
+    try:
+        release = cut(dist=Path(args.dist).resolve(), helm=args.helm, key=args.key,
+                      keyring=args.keyring,
+                      armored_key=os.environ.get("VINEYARD_RELEASE_PRIVATE_KEY"),
+                      previous_index=args.previous_index, repo_url=args.repo_url,
+                      oci=args.oci, plain_http=args.plain_http,
+                      isolation=not args.no_isolation, allow_dirty=args.allow_dirty)
+    except ReleaseError as e:
+        print(f"release failed: {e}", file=sys.stderr)
+        return 1
+    dist = Path(args.dist).resolve()
+    print(f"vineyard {release.version} released in {time.monotonic() - start:.1f}s")
+    for path in (release.chart, release.provenance, release.index, release.public_key,
+                 release.wheel, release.sdist):
+        print(f"  {path.relative_to(dist)}")
+    if args.oci:
+        print(f"  {args.oci.rstrip('/')}/vineyard:{release.version} {release.oci_digest or ''}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
