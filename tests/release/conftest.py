@@ -1,0 +1,330 @@
+"""Release fixtures: a throwaway signing key, a real OCI registry (distribution) and a static
+HTTP chart repository on 127.0.0.1, and one release cut by hack/release.py into both.
+
+The published site starts as an "earlier release" (vineyard 0.0.9, signed with the same key),
+so the release's merged index.yaml can be checked for keeping old versions installable.
+Cluster fixtures (`cluster`, `namespace`) are tests/e2e's own, re-exported here.
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "vineyard"
+BIN = REPO / ".cache" / "bin"
+HELM = BIN / "helm"
+HELM3 = BIN / "helm3"
+REGISTRY = BIN / "registry"
+PREVIOUS_VERSION = "0.0.9"
+KEY_NAME = "vineyard-helm release test"
+
+# The tests import hack/release.py as `from hack import release`.
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+# The session cluster and per-test namespace of tests/e2e: one cluster for the whole run.
+_spec = importlib.util.spec_from_file_location("e2e_conftest", REPO / "tests/e2e/conftest.py")
+assert _spec is not None
+assert _spec.loader is not None
+_e2e = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_e2e)
+cluster = _e2e.cluster
+namespace = _e2e.namespace
+
+
+def release_cmd(*args: object) -> list[object]:
+    """hack/release.py as the tests run it: from this (possibly uncommitted) checkout, the
+    wheel built with the venv's pinned hatchling."""
+    return [sys.executable, REPO / "hack" / "release.py", *args, "--no-isolation",
+            "--allow-dirty"]
+
+
+def chart_version() -> str:
+    return str(yaml.safe_load((CHART / "Chart.yaml").read_text())["version"])
+
+
+def wait_for(condition, timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(argv: list[str], env: dict[str, str], *, check: bool = True,
+        timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([str(a) for a in argv], capture_output=True, text=True, env=env,
+                            timeout=timeout, cwd=cwd)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, argv))} failed ({result.returncode}):\n"
+                             f"{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def helm_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment for helm: its own config, cache and data dirs (no user state is read or
+    written), the built tools first on PATH."""
+    for tool in (HELM, HELM3, REGISTRY):
+        assert tool.exists(), f"{tool} missing: run `make tools` (hack/build-tools.sh)"
+    home = tmp_path_factory.mktemp("helm-home")
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "HELM_CONFIG_HOME": str(home / "config"), "HELM_CACHE_HOME": str(home / "cache"),
+            "HELM_DATA_HOME": str(home / "data")}
+
+
+# ---- GPG ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    home: Path
+    secring: Path   # legacy secret keyring, what `helm package --sign --keyring` reads
+    pubring: Path   # binary public keyring, what `helm verify --keyring` reads
+    armored: str    # the ASCII-armored secret key, as a CI secret holds it
+
+
+def make_key(home: Path, name: str) -> Key:
+    """A throwaway RSA key without passphrase in its own GNUPGHOME (the caller stops that
+    home's gpg-agent with stop_gpg_agent)."""
+    home.mkdir(mode=0o700, parents=True)
+    gpg = ["gpg", "--batch", "--quiet", "--homedir", str(home)]
+    subprocess.run([*gpg, "--pinentry-mode", "loopback", "--passphrase", "",
+                    "--quick-gen-key", f"{name} <release-test@example.invalid>", "rsa2048",
+                    "sign", "never"], check=True, capture_output=True)
+    secring, pubring = home / "secring.gpg", home / "pubring-export.gpg"
+    secring.write_bytes(subprocess.run([*gpg, "--export-secret-keys", name], check=True,
+                                       capture_output=True).stdout)
+    pubring.write_bytes(subprocess.run([*gpg, "--export", name], check=True,
+                                       capture_output=True).stdout)
+    armored = subprocess.run([*gpg, "--armor", "--export-secret-keys", name], check=True,
+                             capture_output=True, text=True).stdout
+    return Key(name, home, secring, pubring, armored)
+
+
+def stop_gpg_agent(home: Path) -> None:
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True,
+                   check=False)
+
+
+@pytest.fixture(scope="session")
+def signing_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Key]:
+    key = make_key(tmp_path_factory.mktemp("gpg") / "home", KEY_NAME)
+    yield key
+    stop_gpg_agent(key.home)
+
+
+# ---- servers --------------------------------------------------------------------------------
+
+
+class StaticSite:
+    """A directory served over HTTP on 127.0.0.1 (a thread in this process), as a static host
+    such as GitHub Pages would serve the published chart repository."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        handler = functools.partial(_QuietHandler, directory=str(root))
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def static_site() -> Iterator[type[StaticSite]]:
+    """Factory: static_site(root) serves root; every server stops at the end of the session."""
+    started: list[StaticSite] = []
+
+    def start(root: Path) -> StaticSite:
+        site = StaticSite(root)
+        started.append(site)
+        return site
+
+    yield start  # type: ignore[misc]
+    for site in started:
+        site.close()
+
+
+@dataclass
+class Registry:
+    host: str                  # 127.0.0.1:PORT
+    plain_http: bool
+    ca_file: Path | None       # the self-signed certificate clients must trust (TLS only)
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def charts(self) -> str:
+        return f"oci://{self.host}/charts"
+
+    def flags(self) -> list[str]:
+        return ["--plain-http"] if self.plain_http else ["--ca-file", str(self.ca_file)]
+
+
+def _start_registry(workdir: Path, *, tls: bool) -> Registry:
+    workdir.mkdir(parents=True)
+    cert = key = None
+    if tls:
+        cert, key = workdir / "cert.pem", workdir / "key.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    for _attempt in range(3):  # a port picked free may be taken before the registry binds it
+        port = free_port()
+        config = {
+            "version": 0.1,
+            "log": {"level": "warn", "accesslog": {"disabled": True}},
+            "storage": {"filesystem": {"rootdirectory": str(workdir / "storage")},
+                        "delete": {"enabled": True}},
+            "http": {"addr": f"127.0.0.1:{port}", "secret": "release-tests-only",
+                     **({"tls": {"certificate": str(cert), "key": str(key)}} if tls else {})},
+        }
+        (workdir / "config.yml").write_text(yaml.safe_dump(config))
+        log = workdir / f"registry-{port}.log"
+        # No telemetry leaves the machine: the registry's OpenTelemetry exporter is off.
+        env = {**os.environ, "OTEL_TRACES_EXPORTER": "none", "OTEL_SDK_DISABLED": "true"}
+        with log.open("wb") as out:
+            process = subprocess.Popen([str(REGISTRY), "serve", str(workdir / "config.yml")],
+                                       stdout=out, stderr=subprocess.STDOUT, env=env)
+        registry = Registry(f"127.0.0.1:{port}", not tls, cert, process, log)
+        if _wait_serving(registry):
+            return registry
+        stop_process(process)
+    raise AssertionError(f"registry did not start; log:\n{log.read_text()}")
+
+
+def _wait_serving(registry: Registry, timeout: float = 15) -> bool:
+    """True once the registry answers /v2/; False if it exits first (e.g. port taken)."""
+    exited_or_answers = wait_for(
+        lambda: registry.process.poll() is not None or _answers(registry), timeout)
+    return exited_or_answers and registry.process.poll() is None
+
+
+def _answers(registry: Registry) -> bool:
+    import ssl
+    import urllib.request
+
+    scheme = "http" if registry.plain_http else "https"
+    ctx = None if registry.plain_http else ssl.create_default_context(cafile=str(registry.ca_file))
+    try:
+        with urllib.request.urlopen(f"{scheme}://{registry.host}/v2/", timeout=1,
+                                    context=ctx) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Stops one process this suite started, by its PID."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _serve_registry(factory: pytest.TempPathFactory, *, tls: bool) -> Iterator[Registry]:
+    reg = _start_registry(factory.mktemp("registry") / ("tls" if tls else "plain"), tls=tls)
+    try:
+        yield reg
+    finally:
+        stop_process(reg.process)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory,
+             helm_env: dict[str, str]) -> Iterator[Registry]:
+    """The distribution registry on 127.0.0.1 over plain HTTP (helm's --plain-http)."""
+    yield from _serve_registry(tmp_path_factory, tls=False)
+
+
+@pytest.fixture(scope="session")
+def tls_registry(tmp_path_factory: pytest.TempPathFactory,
+                 helm_env: dict[str, str]) -> Iterator[Registry]:
+    """The same registry over TLS with a self-signed certificate for 127.0.0.1."""
+    yield from _serve_registry(tmp_path_factory, tls=True)
+
+
+# ---- the release ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Published:
+    version: str
+    dist: Path
+    site: Path          # the published HTTP repository (earlier release + this one)
+    url: str            # where `site` is served
+    registry: Registry  # where the release pushed the chart
+    seconds: float      # wall time of hack/release.py
+    stdout: str
+
+
+def previous_release(site: Path, key: Key, helm_env: dict[str, str], tmp: Path) -> None:
+    """An earlier release already published at `site`: vineyard PREVIOUS_VERSION, signed."""
+    chart = tmp / "vineyard"
+    shutil.copytree(CHART, chart)
+    meta = chart / "Chart.yaml"
+    meta.write_text(meta.read_text().replace(f"version: {chart_version()}\n",
+                                             f"version: {PREVIOUS_VERSION}\n", 1))
+    site.mkdir(parents=True)
+    run([HELM, "package", chart, "--destination", site, "--sign", "--key", key.name,
+         "--keyring", key.secring], helm_env)
+    run([HELM, "repo", "index", site], helm_env)
+
+
+@pytest.fixture(scope="session")
+def published(tmp_path_factory: pytest.TempPathFactory, helm_env: dict[str, str],
+              signing_key: Key, registry: Registry, static_site) -> Published:
+    """hack/release.py run as in CI: the armored key from the environment, the published
+    index merged, the chart pushed to the registry; then dist/repo copied onto the site."""
+    tmp = tmp_path_factory.mktemp("release")
+    site = tmp / "site"
+    previous_release(site, signing_key, helm_env, tmp)
+    served = static_site(site)
+    dist = tmp / "dist"
+    env = {**helm_env, "VINEYARD_RELEASE_KEY": signing_key.name,
+           "VINEYARD_RELEASE_PRIVATE_KEY": signing_key.armored}
+    start = time.monotonic()
+    result = run(release_cmd("--dist", dist, "--previous-index", f"{served.url}/index.yaml",
+                             "--oci", registry.charts, "--plain-http"), env, timeout=600)
+    seconds = time.monotonic() - start
+    # Publishing is additive: the new files go next to the earlier release's.
+    for path in (dist / "repo").iterdir():
+        shutil.copy2(path, site / path.name)
+    return Published(chart_version(), dist, site, served.url, registry, seconds,
+                     result.stdout + result.stderr)

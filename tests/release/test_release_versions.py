@@ -1,0 +1,170 @@
+"""One version: Chart.yaml's version, the Python package as built, the changelog and the chart's
+Artifact Hub change list agree; the release command refuses to run when they do not."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import CHART, HELM, REPO, Key, Published, chart_version, release_cmd, run
+from hack import release
+
+
+def test_chart_changelog_and_change_annotation_agree() -> None:
+    assert release.version_problems() == []
+
+
+def test_release_check_command_reports_agreement() -> None:
+    result = subprocess.run([sys.executable, str(REPO / "hack" / "release.py"), "check"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert f"vineyard {chart_version()}:" in result.stdout
+
+
+def test_built_wheel_is_the_chart_version_and_carries_that_chart(published: Published) -> None:
+    (wheel,) = (published.dist / "python").glob("*.whl")
+    assert wheel.name == f"vineyard_helm-{published.version}-py3-none-any.whl"
+    python_version, carried = release.wheel_version(wheel)
+    assert release.same_version(python_version, published.version)
+    assert carried == published.version
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "vineyard_helm/chart/values.schema.json" in names
+
+
+def test_built_sdist_is_the_chart_version_and_carries_the_chart(published: Published) -> None:
+    (sdist,) = (published.dist / "python").glob("*.tar.gz")
+    root = f"vineyard_helm-{published.version}"
+    assert sdist.name == f"{root}.tar.gz"
+    with tarfile.open(sdist) as archive:
+        names = set(archive.getnames())
+        pkg_info = archive.extractfile(f"{root}/PKG-INFO")
+        assert pkg_info is not None
+        assert f"\nVersion: {published.version}\n" in pkg_info.read().decode()
+    assert f"{root}/charts/vineyard/Chart.yaml" in names
+
+
+def test_release_writes_checksums_of_every_artifact(published: Published) -> None:
+    import hashlib
+
+    lines = (published.dist / "SHA256SUMS").read_text().splitlines()
+    listed = {line.split("  ", 1)[1]: line.split("  ", 1)[0] for line in lines}
+    v = published.version
+    assert set(listed) == {f"repo/vineyard-{v}.tgz", f"repo/vineyard-{v}.tgz.prov",
+                           f"python/vineyard_helm-{v}-py3-none-any.whl",
+                           f"python/vineyard_helm-{v}.tar.gz"}
+    for name, digest in listed.items():
+        assert hashlib.sha256((published.dist / name).read_bytes()).hexdigest() == digest
+
+
+# ---- drift is caught ------------------------------------------------------------------------
+
+
+def _bump_changelog(chart: Path, changelog: Path) -> None:
+    changelog.write_text(changelog.read_text().replace(f"## [{chart_version()}]", "## [9.9.9]", 1))
+
+
+def _drop_annotated_change(chart: Path, changelog: Path) -> None:
+    meta = chart / "Chart.yaml"
+    text = meta.read_text()
+    start = text.index("    - kind: added\n", text.index("artifacthub.io/changes"))
+    end = text.index("\n", text.index("description:", start)) + 1
+    meta.write_text(text[:start] + text[end:])
+
+
+def _add_unannotated_chart_change(chart: Path, changelog: Path) -> None:
+    text = changelog.read_text()
+    anchor = "### Added\n\n"
+    at = text.index(anchor, text.index(f"## [{chart_version()}]")) + len(anchor)
+    changelog.write_text(text[:at] + "- a chart change nobody annotated\n" + text[at:])
+
+
+def _bump_chart(chart: Path, changelog: Path) -> None:
+    meta = chart / "Chart.yaml"
+    meta.write_text(meta.read_text().replace(f"version: {chart_version()}\n", "version: 9.9.9\n"))
+
+
+def _prerelease_without_flag(chart: Path, changelog: Path) -> None:
+    version = chart_version()
+    meta = chart / "Chart.yaml"
+    meta.write_text(meta.read_text().replace(f"version: {version}\n", f"version: {version}-rc.1\n"))
+    changelog.write_text(changelog.read_text().replace(f"## [{version}]", f"## [{version}-rc.1]"))
+
+
+def _security_fix_without_flag(chart: Path, changelog: Path) -> None:
+    meta = chart / "Chart.yaml"
+    meta.write_text(meta.read_text().replace(
+        "  artifacthub.io/changes: |\n",
+        "  artifacthub.io/changes: |\n    - kind: security\n      description: a CVE fixed\n"))
+    text = changelog.read_text()
+    at = text.index("### Added", text.index(f"## [{chart_version()}]"))
+    changelog.write_text(text[:at] + "### Security\n\n- a CVE fixed\n\n" + text[at:])
+
+
+DRIFTS: dict[str, Callable[[Path, Path], None]] = {
+    "changelog-version": _bump_changelog,
+    "chart-version": _bump_chart,
+    "annotation-not-in-changelog": _drop_annotated_change,
+    "changelog-not-in-annotation": _add_unannotated_chart_change,
+    "prerelease-flag": _prerelease_without_flag,
+    "security-flag": _security_fix_without_flag,
+}
+
+
+@pytest.mark.parametrize("drift", DRIFTS, ids=list(DRIFTS))
+def test_drift_between_chart_and_changelog_is_reported(drift: str, tmp_path: Path) -> None:
+    chart, changelog = tmp_path / "vineyard", tmp_path / "CHANGELOG.md"
+    shutil.copytree(CHART, chart)
+    shutil.copyfile(REPO / "CHANGELOG.md", changelog)
+    assert release.version_problems(chart, changelog) == []
+    DRIFTS[drift](chart, changelog)
+    assert release.version_problems(chart, changelog), drift
+
+
+def test_python_only_entries_stay_out_of_the_chart_annotation() -> None:
+    [top, *_] = release.parse_changelog((REPO / "CHANGELOG.md").read_text())
+    python_only = [d for _, d in top.changes if d.startswith(release.PYTHON_ONLY)]
+    assert python_only, "the first release introduced the Python package"
+
+
+def test_pep440_and_semver_prereleases_compare_equal() -> None:
+    assert release.same_version("0.2.0rc1", "0.2.0-rc.1")
+    assert not release.same_version("0.2.0", "0.2.1")
+
+
+# ---- the release command refuses -----------------------------------------------------------
+
+
+def test_release_refuses_a_version_already_in_the_published_index(
+        published: Published, helm_env: dict[str, str], tmp_path: Path) -> None:
+    result = run(release_cmd("--dist", tmp_path / "dist",
+                             "--previous-index", f"{published.url}/index.yaml"),
+                 helm_env, check=False)
+    assert result.returncode == 1
+    assert f"vineyard {published.version} is already in" in result.stderr
+
+
+def test_release_refuses_to_run_without_a_signing_key(helm_env: dict[str, str],
+                                                      tmp_path: Path) -> None:
+    env = {k: v for k, v in helm_env.items() if not k.startswith("VINEYARD_RELEASE_")}
+    result = run(release_cmd("--dist", tmp_path / "dist"), env, check=False)
+    assert result.returncode == 1
+    assert "VINEYARD_RELEASE_KEY" in result.stderr
+    assert not list((tmp_path / "dist").rglob("*.tgz"))
+
+
+def test_release_signs_with_a_secret_keyring_file(signing_key: Key, helm_env: dict[str, str],
+                                                  tmp_path: Path) -> None:
+    env = {**helm_env, "VINEYARD_RELEASE_KEY": signing_key.name,
+           "VINEYARD_RELEASE_KEYRING": str(signing_key.secring)}
+    dist = tmp_path / "dist"
+    run(release_cmd("--dist", dist), env)
+    package = dist / "repo" / f"vineyard-{chart_version()}.tgz"
+    verified = run([HELM, "verify", package, "--keyring", dist / "repo" / "vineyard-helm.gpg"],
+                   helm_env)
+    assert f"Signed by: {signing_key.name}" in verified.stdout + verified.stderr
