@@ -36,7 +36,8 @@ def main() -> None:
             starts = []
             for i in range(args.cycles):
                 starts.append(cluster.up(nodes=0))
-                print(f"cycle {i + 1}: control plane healthy in {starts[-1]:.2f}s", flush=True)
+                phases = ", ".join(f"{p} {t:.1f}s" for p, t in cluster.timings.items())
+                print(f"cycle {i + 1}: {starts[-1]:.2f}s ({phases})", flush=True)
                 if i < args.cycles - 1:
                     cluster.down()
             print(f"start time: median {statistics.median(starts):.2f}s, "
