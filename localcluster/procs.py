@@ -44,10 +44,13 @@ def _alive(pid: int, start_time: str) -> bool:
 
 
 def log_tail(log: Path, lines: int = 20) -> str:
+    """The last `lines` lines that the latest run (after the last "=== " header) logged."""
     try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+        text = log.read_text(errors="replace")
     except OSError:
         return "(no log)"
+    latest = text[text.rfind("\n=== ") + 1:].splitlines()
+    return "\n".join(latest[-lines:])
 
 
 class Processes:
