@@ -1,5 +1,7 @@
-"""The local cluster behaves like a real one for workloads on its kwok nodes."""
+"""The local cluster behaves like a real one: workloads on kwok nodes, RBAC, PodSecurity."""
 from __future__ import annotations
+
+import json
 
 from localcluster import Cluster, wait_until
 
@@ -52,3 +54,17 @@ def test_daemonset_gets_a_pod_on_an_added_node(cluster: Cluster, namespace: str)
         assert len(on_added) == 1 and on_added[0]["status"]["phase"] == "Running"
     finally:
         cluster.remove_nodes([added])
+
+
+def test_pod_security_admission_enforces_namespace_labels(cluster: Cluster, namespace: str) -> None:
+    cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "privileged"},
+           "spec": {"containers": [{**PAUSE, "securityContext": {"privileged": True}}]}}
+    result = cluster.kubectl("-n", namespace, "create", "-f", "-", input=json.dumps(pod), check=False)
+    assert result.returncode != 0 and "violates PodSecurity" in result.stderr
+
+
+def test_rbac_denies_a_service_account_without_bindings(cluster: Cluster, namespace: str) -> None:
+    who = f"--as=system:serviceaccount:{namespace}:default"
+    result = cluster.kubectl("auth", "can-i", "list", "pods", "-n", namespace, who, check=False)
+    assert result.stdout.strip() == "no"
