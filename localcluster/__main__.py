@@ -1,10 +1,12 @@
-"""python -m localcluster up|down|status|kubeconfig|add-node|remove-node|serve-repo"""
+"""python -m localcluster up|down|status|kubeconfig|add-node|remove-node|serve-repo|demo"""
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 
 from .cluster import DEFAULT_CHARTS, DEFAULT_STATE_DIR, Cluster, ClusterError
+from .demo import run_demo
 from .kubeapi import ApiError
 from .procs import ComponentError
 
@@ -26,12 +28,15 @@ def main(argv: list[str] | None = None) -> int:
     remove.add_argument("names", nargs="+")
     repo = sub.add_parser("serve-repo", help="package charts and serve them as a Helm repo")
     repo.add_argument("--chart", action="append", help=f"chart dir (default: {DEFAULT_CHARTS[0]})")
+    demo = sub.add_parser("demo", help="up + serve-repo + helm install the chart + kubectl get")
+    demo.add_argument("--nodes", type=int, default=3)
     args = parser.parse_args(argv)
 
     cluster = Cluster(args.state_dir)
     try:
         return COMMANDS[args.command](cluster, args)
-    except (ClusterError, ComponentError, ApiError, RuntimeError) as e:
+    except (ClusterError, ComponentError, ApiError, RuntimeError,
+            subprocess.CalledProcessError) as e:
         print(f"localcluster {args.command}: {e}", file=sys.stderr)
         return 1
 
@@ -86,8 +91,13 @@ def _serve_repo(cluster: Cluster, args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(cluster: Cluster, args: argparse.Namespace) -> int:
+    run_demo(cluster, nodes=args.nodes)
+    return 0
+
+
 COMMANDS = {"up": _up, "down": _down, "status": _status, "kubeconfig": _kubeconfig,
-            "add-node": _add_node, "remove-node": _remove_node, "serve-repo": _serve_repo}
+            "add-node": _add_node, "remove-node": _remove_node, "serve-repo": _serve_repo, "demo": _demo}
 
 if __name__ == "__main__":
     sys.exit(main())
