@@ -5,9 +5,9 @@ VENV := .cache/venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/.cache/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup venv tools test demo cluster-up cluster-down
+.PHONY: setup venv tools test-deps test demo cluster-up cluster-down
 
-setup: venv tools
+setup: venv tools test-deps
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -18,6 +18,10 @@ $(VENV)/.installed: pyproject.toml
 
 tools:
 	hack/build-tools.sh
+
+# Debian packages the contract suite (tests/contract: the chart's vineyardd run for real) needs.
+test-deps:
+	hack/install-test-deps.sh
 
 test: setup
 	$(PY) -m pytest -q
