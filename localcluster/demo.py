@@ -18,9 +18,14 @@ def run_demo(cluster: Cluster, *, nodes: int = 3, namespace: str = "vineyard") -
         ["helm", "repo", "add", "vineyard", url, "--force-update"],
         ["helm", "upgrade", "--install", "vineyard", "vineyard/vineyard",
          "--namespace", namespace, "--create-namespace", "--wait", "--timeout", "5m"],
-        ["kubectl", "get", "pods,daemonsets,statefulsets,services", "-n", namespace, "-o", "wide"],
+        ["kubectl", "-n", namespace, "get", "pods", "-o", "wide"],
+        ["kubectl", "-n", namespace, "get", "daemonsets"],
+        ["kubectl", "-n", namespace, "get", "services"],
     ):
-        print("$ " + " ".join(argv), flush=True)
+        print("\n$ " + " ".join(argv), flush=True)
         subprocess.run(argv, env=cluster.env, check=True)
-    print(f"\nexport KUBECONFIG={cluster.kubeconfig}   # to use kubectl and helm on it; "
-          "`make cluster-down` stops it")
+    print(f"""
+The pods above run on {len(cluster.node_names())} simulated nodes (kwok): the API server, scheduler,
+controllers, RBAC and admission are real, but no container is started, since this cluster has no
+kubelet yet. To look around: export KUBECONFIG={cluster.kubeconfig}
+To stop the cluster: make cluster-down  (python -m localcluster down)""")
