@@ -86,8 +86,10 @@ def test_every_argument_reaches_the_rendered_manifest(
     # namespace
     assert {m["metadata"].get("namespace") for m in objects.values()} == {"analytics"}
     assert any("etcd-for-vineyard.analytics.svc" in a for a in args)
-    # size, and extra values deep-merged next to it
+    # size (and the memory the pod may use for it), and extra values deep-merged next to it
     assert "--size=384Mi" in args
+    assert container["resources"]["limits"]["memory"] == "640Mi"
+    assert container["resources"]["requests"]["memory"] == "640Mi"
     assert "--compression=false" in args
     # socket: hostPath dir + file name
     socket_volume = next(v for v in pod["volumes"] if "hostPath" in v)
@@ -318,3 +320,42 @@ def test_a_default_api_client_leaves_the_default_kubeconfig() -> None:
         is None
     )
     assert kubeconfig_from_api_client(object()) is None
+
+
+@pytest.mark.parametrize(
+    ("size", "memory"),
+    [
+        ("512Mi", "768Mi"),
+        ("8Gi", "8448Mi"),
+        ("1G", "1210Mi"),
+        ("1.5Gi", "1792Mi"),
+        ("1048576", "257Mi"),
+    ],
+)
+def test_the_pod_gets_memory_for_the_shared_memory(size: str, memory: str) -> None:
+    assert upstream.memory_values(size) == {
+        "resources": {"requests": {"memory": memory}, "limits": {"memory": memory}}
+    }
+
+
+def test_a_large_size_installs_where_the_chart_defaults_would_refuse_it(
+    helm: str, captured_install: Captured
+) -> None:
+    start_vineyardd(size="8Gi")
+    container = vineyardd_container(rendered(captured_install, helm), "vineyard")
+    assert "--size=8Gi" in container["args"]
+    assert container["resources"]["limits"]["memory"] == "8448Mi"
+
+
+def test_explicit_resources_replace_the_derived_memory(
+    helm: str, captured_install: Captured
+) -> None:
+    start_vineyardd(size="1Gi", resources={"limits": {"memory": "4Gi", "cpu": "2"}})
+    assert captured_install.values["resources"] == {"limits": {"memory": "4Gi", "cpu": "2"}}
+    container = vineyardd_container(rendered(captured_install, helm), "vineyard")
+    assert container["resources"]["limits"] == {"memory": "4Gi", "cpu": "2"}
+
+
+def test_a_size_that_is_not_a_quantity_is_left_to_the_schema() -> None:
+    assert upstream.memory_values("lots") == {}
+    assert upstream.memory_values(512) == {}

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import posixpath
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -115,6 +117,39 @@ def image_values(image: str) -> dict[str, Any]:
     return {"image": values}
 
 
+#: Memory the vineyardd container needs beside the shared memory (idle RSS is about 55 MB).
+MEMORY_HEADROOM_MI = 256
+
+_QUANTITY = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]+)?)(?P<unit>Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+_UNIT_BYTES = {
+    None: 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+}
+
+
+def memory_values(size: object) -> dict[str, Any]:
+    """Container memory for a shared-memory ``size``: the chart charges the shared memory to
+    the pod, so request and limit are ``size`` plus :data:`MEMORY_HEADROOM_MI`. Nothing when
+    ``size`` is not a plain quantity (the schema then reports it)."""
+    match = _QUANTITY.match(size) if isinstance(size, str) else None
+    if match is None:
+        return {}
+    size_bytes = float(match["number"]) * _UNIT_BYTES[match["unit"]]
+    memory = f"{math.ceil(size_bytes / 2**20) + MEMORY_HEADROOM_MI}Mi"
+    return {"resources": {"requests": {"memory": memory}, "limits": {"memory": memory}}}
+
+
 def pull_secret_values(secrets: str | Iterable[str] | None) -> dict[str, Any]:
     """A list of secret names or a comma-separated string -> ``imagePullSecrets``."""
     if secrets is None:
@@ -139,7 +174,9 @@ def start_vineyardd(
     Every argument reaches the chart:
 
     - ``namespace``: the release's namespace (created if missing).
-    - ``size``: ``vineyard.size``, vineyardd's ``--size`` shared memory.
+    - ``size``: ``vineyard.size``, vineyardd's ``--size`` shared memory; the container's memory
+      request and limit become ``size`` + 256Mi (see :func:`memory_values`), since the shared
+      memory is charged to the pod. Passing ``resources=...`` turns that off.
     - ``socket``: the socket file's path on each node: hostPath directory ``dirname(socket)``
       and ``socket.fileName`` ``basename(socket)``; a broad system directory such as
       ``/var/run`` is replaced by ``<dir>/vineyard/<namespace>/<release>`` (see
@@ -167,6 +204,7 @@ def start_vineyardd(
     release = str(options.pop("release", DEFAULT_RELEASE))
     layers: list[Mapping[str, Any]] = [
         {"vineyard": {"size": size, "rpc": {"enabled": True, "port": rpc_socket_port}}},
+        {} if "resources" in extra_values else memory_values(size),
         {"rpcService": {"port": rpc_socket_port}},
         socket_values(socket, namespace=namespace, release=release),
         {"image": {"pullPolicy": vineyard_image_pull_policy}},
