@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Measures the local cluster: start time over several up/down cycles (median), time for N fake
-nodes to become Ready, and each component's RSS. Uses its own state dir, stops what it starts.
+nodes to become Ready, time from `helm install` of charts/vineyard to all its pods Ready (--wait)
+on N nodes, and each component's RSS. Uses its own state dir, stops what it starts.
 
     python3 hack/measure-cluster.py [--cycles 5] [--nodes 3 100]
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +25,21 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def helm_install_seconds(cluster: Cluster, nodes: int) -> float:
+    """`helm install --wait` of charts/vineyard (DaemonSet on every node + etcd), then uninstall."""
+    chart = Path(__file__).resolve().parent.parent / "charts" / "vineyard"
+    ns = f"measure-{nodes}"
+    t = time.monotonic()
+    subprocess.run(["helm", "install", "vineyard", str(chart), "-n", ns, "--create-namespace",
+                    "--wait", "--timeout", "5m"], env=cluster.env, check=True, capture_output=True)
+    seconds = time.monotonic() - t
+    ds = cluster.api.get(f"/apis/apps/v1/namespaces/{ns}/daemonsets/vineyard")["status"]
+    assert ds["numberReady"] == ds["desiredNumberScheduled"] == nodes, ds
+    subprocess.run(["helm", "uninstall", "vineyard", "-n", ns, "--wait"], env=cluster.env,
+                   check=True, capture_output=True)
+    return seconds
 
 
 def main() -> None:
@@ -47,6 +64,8 @@ def main() -> None:
                 t = time.monotonic()
                 cluster.add_nodes(count, timeout=300)
                 print(f"{count} nodes created and Ready in {time.monotonic() - t:.2f}s", flush=True)
+                print(f"helm install on {count} nodes, all pods Ready in "
+                      f"{helm_install_seconds(cluster, count):.2f}s", flush=True)
             time.sleep(5)  # let kwok settle after the last batch
             for name in COMPONENTS:
                 pid = cluster.procs.pid(name)
