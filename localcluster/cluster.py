@@ -24,7 +24,8 @@ from typing import Callable, Iterator
 
 from . import chartrepo, components, nodes, pki
 from .kubeapi import ApiError, KubeApi
-from .procs import ComponentError, Processes, free_port, log_tail, wait_until
+from .procs import (ComponentError, Processes, free_port, live_users, log_tail, register_user,
+                    wait_until)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = REPO_ROOT / ".cache" / "cluster"
@@ -59,6 +60,9 @@ class Cluster:
         self.kubeconfig = self.state_dir / "kubeconfig"
         self.procs = Processes(self.state_dir)
         self._info_file = self.state_dir / "cluster.json"
+        # Present while the running cluster was started by a `session` (not by `up`).
+        self._session_started = self.state_dir / "started-by-session"
+        self._sessions = self.state_dir / "sessions"
         self.timings: dict[str, float] = {}  # phases of the last `up`, seconds since it began
 
     # --- state -------------------------------------------------------------------------------
@@ -120,7 +124,28 @@ class Cluster:
         (adding nodes up to `nodes`). Returns the seconds it took."""
         start = time.monotonic()
         with self._lock():
+            # Whoever calls `up` keeps the cluster: sessions ending later leave it running.
+            self._session_started.unlink(missing_ok=True)
             return self._up(nodes, timeout, start)
+
+    @contextlib.contextmanager
+    def session(self, *, nodes: int = 3, timeout: float = 120.0) -> Iterator[Cluster]:
+        """Uses the cluster for a while (a test session): starts it unless it is running, and
+        at the end stops it if a session started it and no other live session uses it. A
+        cluster started with `up` (a developer's) is reused and left running."""
+        with self._lock():
+            running = self.is_healthy()
+            self._up(nodes, timeout, time.monotonic())
+            if not running:
+                self._session_started.touch()
+            me = register_user(self._sessions)
+        try:
+            yield self
+        finally:
+            with self._lock():
+                me.unlink(missing_ok=True)
+                if self._session_started.exists() and not live_users(self._sessions):
+                    self._down()
 
     def _up(self, nodes: int, timeout: float, start: float) -> float:
         self.timings = {}
@@ -172,6 +197,8 @@ class Cluster:
             self._down()
 
     def _down(self) -> None:
+        self._session_started.unlink(missing_ok=True)
+        shutil.rmtree(self._sessions, ignore_errors=True)
         names = self.procs.names()
         ordered = [n for n in names if n not in COMPONENTS] + [
             n for n in reversed(COMPONENTS) if n in names]

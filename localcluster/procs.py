@@ -115,6 +115,25 @@ class Processes:
                                  f"{self.log(name)}:\n{log_tail(self.log(name))}")
 
 
+def register_user(users_dir: Path) -> Path:
+    """Records that this process uses the cluster: `users_dir/<pid>` holding its start time."""
+    users_dir.mkdir(parents=True, exist_ok=True)
+    me = users_dir / str(os.getpid())
+    me.write_text(f"{_start_time(os.getpid())}\n")
+    return me
+
+
+def live_users(users_dir: Path) -> list[int]:
+    """The pids registered in `users_dir` that still run; entries of dead ones are removed."""
+    alive = []
+    for entry in users_dir.glob("*") if users_dir.exists() else []:
+        if _alive(int(entry.name), entry.read_text().strip()):
+            alive.append(int(entry.name))
+        else:
+            entry.unlink(missing_ok=True)
+    return alive
+
+
 def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
     """Polls `condition` until it is true or `timeout` seconds have passed."""
     deadline = time.monotonic() + timeout

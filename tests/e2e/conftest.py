@@ -2,7 +2,8 @@
 
 The cluster in LOCALCLUSTER_STATE_DIR (default .cache/cluster) is reused when a developer
 started it (`make cluster-up`) and left running afterwards; otherwise the session starts it and
-stops it at the end. Tests never skip for want of a cluster: starting one is part of the run.
+stops it at the end, unless another test session still uses it (the last one out stops it).
+Tests never skip for want of a cluster: starting one is part of the run.
 """
 from __future__ import annotations
 
@@ -24,11 +25,8 @@ def cluster() -> Iterator[Cluster]:
     `.env` (KUBECONFIG and PATH for helm/kubectl subprocesses), `.api` (REST client),
     `.kubectl(*args)`, `.add_nodes(n)`, `.remove_nodes(names)`, `.serve_repo()`."""
     c = Cluster(os.environ.get("LOCALCLUSTER_STATE_DIR") or DEFAULT_STATE_DIR)
-    started_here = not c.is_healthy()
-    c.up(nodes=E2E_NODES)
-    yield c
-    if started_here:
-        c.down()
+    with c.session(nodes=E2E_NODES):
+        yield c
 
 
 @pytest.fixture
