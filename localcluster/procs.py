@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -116,9 +117,10 @@ class Processes:
 
 
 def register_user(users_dir: Path) -> Path:
-    """Records that this process uses the cluster: `users_dir/<pid>` holding its start time."""
+    """Records a use of the cluster by this process: `users_dir/<pid>.<n>` holding the
+    process's start time (one process may hold several uses)."""
     users_dir.mkdir(parents=True, exist_ok=True)
-    me = users_dir / str(os.getpid())
+    me = users_dir / f"{os.getpid()}.{uuid.uuid4().hex[:8]}"
     me.write_text(f"{_start_time(os.getpid())}\n")
     return me
 
@@ -127,8 +129,9 @@ def live_users(users_dir: Path) -> list[int]:
     """The pids registered in `users_dir` that still run; entries of dead ones are removed."""
     alive = []
     for entry in users_dir.glob("*") if users_dir.exists() else []:
-        if _alive(int(entry.name), entry.read_text().strip()):
-            alive.append(int(entry.name))
+        pid = int(entry.name.split(".")[0])
+        if _alive(pid, entry.read_text().strip()):
+            alive.append(pid)
         else:
             entry.unlink(missing_ok=True)
     return alive
