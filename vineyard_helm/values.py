@@ -4,9 +4,10 @@
   key, everything else (lists included) is replaced by the later layer. pyhelm3 concatenates
   lists instead, so we always hand it one merged dict.
 - :func:`apply_set` is a port of helm's ``strvals`` parser (``--set`` / ``--set-string``).
-- :func:`validate` checks the values helm would compute (chart defaults coalesced with the user's
-  values, ``null`` deleting a default) against values.schema.json with a Draft 7 validator and
-  reports every problem with its dotted path, before helm or the cluster is involved.
+- :func:`schema_problems` checks the values helm would compute (:func:`coalesce_with_defaults`:
+  chart defaults under the user's values, ``null`` deleting a default) against
+  values.schema.json with a Draft 7 validator and reports every problem with its dotted path;
+  ``vineyard_helm.validate`` runs it before helm or the cluster is involved.
 """
 
 from __future__ import annotations
@@ -379,31 +380,3 @@ def schema_problems(values: Mapping[str, Any], schema: Mapping[str, Any]) -> lis
         )
     problems.sort(key=lambda item: (format_path(item[0]), item[1]))
     return [text for _, text in problems]
-
-
-def validate(
-    values: ValuesInput = None,
-    *,
-    chart: str | os.PathLike[str] | None = None,
-) -> dict[str, Any]:
-    """Validate user values against the chart's values.schema.json before anything runs.
-
-    ``values`` is merged like ``helm -f`` layers, coalesced over the chart's defaults, and
-    checked with a Draft 7 validator. Returns the merged *user* values (what is sent to helm).
-    Raises :class:`InvalidValuesError` listing every problem with its path. ``chart`` must be a
-    local chart directory (default: the bundled chart); a chart without a schema passes.
-    """
-    from .bundled import chart_path, load_default_values, load_schema
-
-    user = collect_values(values)
-    directory = Path(chart) if chart is not None else chart_path()
-    if not directory.is_dir():
-        return user
-    schema = load_schema(directory)
-    if schema is None:
-        return user
-    effective = coalesce_with_defaults(load_default_values(directory), user)
-    problems = schema_problems(effective, schema)
-    if problems:
-        raise InvalidValuesError(problems)
-    return user
