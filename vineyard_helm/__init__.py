@@ -3,6 +3,8 @@
 >>> import vineyard_helm
 >>> manifests = vineyard_helm.render({"vineyard": {"size": "1Gi"}})   # no cluster needed
 >>> release = vineyard_helm.install({"vineyard": {"size": "1Gi"}})     # waits until ready
+>>> release = vineyard_helm.upgrade(set_values=["etcd.replicaCount=3"],
+...                                 progress=vineyard_helm.ProgressDisplay())  # pods per node
 >>> vineyard_helm.status().ready
 True
 >>> vineyard_helm.uninstall()
@@ -41,6 +43,7 @@ from .errors import (
     WaitTimeoutError,
 )
 from .helm import HELM_ENV_VAR
+from .progress import ProgressDisplay
 from .records import (
     PodStatus,
     Release,
@@ -79,6 +82,7 @@ __all__ = [
     "HelmNotFoundError",
     "InvalidValuesError",
     "PodStatus",
+    "ProgressDisplay",
     "Release",
     "ReleaseExistsError",
     "ReleaseNotFoundError",
