@@ -5,6 +5,8 @@ nodes, all on 127.0.0.1, run from one state directory.
     cluster.up(nodes=3)            # reuses a healthy running cluster
     cluster.add_nodes(2); cluster.remove_nodes(["kwok-node-4"])
     cluster.down()                 # stops exactly the processes this state dir started
+    with cluster.session(nodes=3): # test sessions: start unless running; the last one out
+        ...                        # stops it, unless a developer's `up` started it
 """
 from __future__ import annotations
 
@@ -64,6 +66,7 @@ class Cluster:
         self._session_started = self.state_dir / "started-by-session"
         self._sessions = self.state_dir / "sessions"
         self.timings: dict[str, float] = {}  # phases of the last `up`, seconds since it began
+        self._api: KubeApi | None = None
 
     # --- state -------------------------------------------------------------------------------
 
@@ -80,7 +83,11 @@ class Cluster:
 
     @property
     def api(self) -> KubeApi:
-        return KubeApi(self.server, self.state_dir / "pki")
+        """A REST client as cluster-admin (made again when a new `up` changed the port)."""
+        server = self.server
+        if self._api is None or self._api.server != server:
+            self._api = KubeApi(server, self.state_dir / "pki")
+        return self._api
 
     @property
     def env(self) -> dict[str, str]:
