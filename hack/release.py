@@ -104,8 +104,8 @@ def parse_changelog(text: str) -> list[ChangelogEntry]:
         if heading:
             close_entry()
             released = heading["v"].lower() != "unreleased"
-            version, date, kind, changes = (heading["v"], heading["d"], None, []) if released \
-                else (None, None, None, [])
+            version = heading["v"] if released else None
+            date, kind, changes = heading["d"], None, []
             continue
         section = re.match(r"^### (\w+)\s*$", line)
         if section:
@@ -368,7 +368,8 @@ def cut(*, dist: Path, helm: str, key: str | None, keyring: str | None,
         if previous:
             index_cmd += ["--merge", str(previous)]
         run(index_cmd)
-        log(f"index.yaml written{' (merged with ' + previous_index + ')' if previous else ''}")
+        log(f"index.yaml written (merged with {previous_index})" if previous_index
+            else "index.yaml written (no previous index: a first release)")
 
     log("building the wheel and sdist")
     build_cmd = [sys.executable, "-m", "build", "--outdir", str(python_dir), str(REPO)]

@@ -168,3 +168,24 @@ def test_release_signs_with_a_secret_keyring_file(signing_key: Key, helm_env: di
     verified = run([HELM, "verify", package, "--keyring", dist / "repo" / "vineyard-helm.gpg"],
                    helm_env)
     assert f"Signed by: {signing_key.name}" in verified.stdout + verified.stderr
+
+
+def test_release_from_a_clean_clone_and_refusal_once_it_is_dirty(
+        signing_key: Key, helm_env: dict[str, str], tmp_path: Path) -> None:
+    """As CI cuts it: a fresh clone of the committed tree, no --allow-dirty. An uncommitted
+    change to what gets packaged stops the release before anything is built."""
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", REPO, clone], helm_env)
+    env = {**helm_env, "VINEYARD_RELEASE_KEY": signing_key.name,
+           "VINEYARD_RELEASE_KEYRING": str(signing_key.secring)}
+    script = [sys.executable, clone / "hack" / "release.py", "--helm", HELM, "--no-isolation"]
+    run([*script, "--dist", tmp_path / "clean"], env)
+    assert len(list((tmp_path / "clean" / "python").glob("*.whl"))) == 1
+
+    values = clone / "charts" / "vineyard" / "values.yaml"
+    values.write_text(values.read_text() + "\n# not committed\n")
+    refused = run([*script, "--dist", tmp_path / "dirty"], env, check=False)
+    assert refused.returncode == 1
+    assert "uncommitted changes would be released" in refused.stderr
+    assert "charts/vineyard/values.yaml" in refused.stderr
+    assert not list((tmp_path / "dirty").rglob("*.tgz"))
