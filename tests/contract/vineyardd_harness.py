@@ -124,7 +124,6 @@ class HostTools:
     busybox: str
     etcd: str  # the etcd server the tests run (Debian etcd-server), and the one put in the image
     etcdctl: str
-    nc: str  # busybox's own nc when it has -z (NC_110_COMPAT), else netcat-openbsd
     vineyardd: Path
 
     @classmethod
@@ -138,21 +137,8 @@ class HostTools:
             busybox=required_tool("busybox", hint),
             etcd=required_tool("etcd", hint),
             etcdctl=str(etcdctl) if etcdctl else required_tool("etcdctl", hint),
-            nc=netcat_with_z(required_tool("busybox", hint)),
             vineyardd=vineyardd_binary(),
         )
-
-
-def netcat_with_z(busybox: str) -> str:
-    """The vineyardd image's busybox is docker-library's defconfig build, whose nc has -z
-    (NC_110_COMPAT); Debian builds busybox without it ("nc: invalid option -- 'z'"), so there
-    netcat-openbsd, whose `nc -z -w N host port` means the same, stands in for it."""
-    usage = subprocess.run([busybox, "nc", "--help"], capture_output=True, text=True, check=False)
-    if "-z" in usage.stdout + usage.stderr:
-        return busybox
-    return required_tool(
-        "nc.openbsd", "run `make setup` (hack/install-test-deps.sh installs netcat-openbsd)"
-    )
 
 
 BUSYBOX_APPLETS = (
@@ -173,6 +159,7 @@ BUSYBOX_APPLETS = (
     "false",
     "true",
     "id",
+    "nc",
 )
 
 
@@ -181,7 +168,6 @@ def build_images(root: Path, tools: HostTools) -> dict[str, Path]:
     images = {
         "vineyardd": {
             **dict.fromkeys(BUSYBOX_APPLETS, tools.busybox),
-            "nc": tools.nc,
             "vineyardd": str(tools.vineyardd),
             "etcd": tools.etcd,
         },
