@@ -43,9 +43,10 @@ class KubeApi:
     def create(self, path: str, obj: dict, **kw: Any) -> Any:
         return self.request("POST", path, obj, **kw)
 
-    def delete(self, path: str, *, missing_ok: bool = True, **kw: Any) -> Any:
+    def delete(self, path: str, *, body: dict | None = None, missing_ok: bool = True,
+               **kw: Any) -> Any:
         try:
-            return self.request("DELETE", path, **kw)
+            return self.request("DELETE", path, body, **kw)
         except ApiError as e:
             if missing_ok and e.status == 404:
                 return None

@@ -36,7 +36,7 @@ def test_deployment_becomes_ready_and_scales_down(cluster: Cluster, namespace: s
     assert wait_until(lambda: not _pods(cluster, namespace, "web"), 60)
 
 
-def test_daemonset_gets_a_pod_on_an_added_node(cluster: Cluster, namespace: str) -> None:
+def test_daemonset_follows_added_and_removed_nodes(cluster: Cluster, namespace: str) -> None:
     cluster.api.create(f"/apis/apps/v1/namespaces/{namespace}/daemonsets",
                        _workload("DaemonSet", "agent", {}))
     nodes = len(cluster.node_names())
@@ -47,13 +47,16 @@ def test_daemonset_gets_a_pod_on_an_added_node(cluster: Cluster, namespace: str)
 
     assert wait_until(lambda: ready(nodes), 60), _status(cluster, namespace, "DaemonSet", "agent")
 
+    def on(node: str) -> list[dict]:
+        return [p for p in _pods(cluster, namespace, "agent") if p["spec"].get("nodeName") == node]
+
     [added] = cluster.add_nodes(1)
     try:
         assert wait_until(lambda: ready(nodes + 1), 60)
-        on_added = [p for p in _pods(cluster, namespace, "agent") if p["spec"].get("nodeName") == added]
-        assert len(on_added) == 1 and on_added[0]["status"]["phase"] == "Running"
+        assert [p["status"]["phase"] for p in on(added)] == ["Running"]
     finally:
         cluster.remove_nodes([added])
+    assert wait_until(lambda: not on(added) and ready(nodes), 30)
 
 
 def test_pod_security_admission_enforces_namespace_labels(cluster: Cluster, namespace: str) -> None:
