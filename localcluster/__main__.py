@@ -5,6 +5,7 @@ import argparse
 import subprocess
 import sys
 
+from . import chartrepo
 from .cluster import DEFAULT_CHARTS, DEFAULT_STATE_DIR, Cluster, ClusterError
 from .demo import run_demo
 from .kubeapi import ApiError
@@ -67,6 +68,8 @@ def _status(cluster: Cluster, args: argparse.Namespace) -> int:
     if healthy:
         print(f"nodes: {' '.join(cluster.node_names()) or '(none)'}")
         print(f"kubeconfig: {cluster.kubeconfig}")
+    if url := chartrepo.served_url(cluster.procs):
+        print(f"chart repository: {url}")
     return 0 if healthy else 3
 
 

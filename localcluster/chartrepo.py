@@ -28,19 +28,30 @@ def serve_repo(procs: Processes, charts: list[Path], repo_dir: Path, *, helm: Pa
     """(Re)builds the repository and serves it, reusing a server that is already running.
     Returns its URL, for `helm repo add NAME URL`."""
     build_repo(charts, repo_dir, helm=helm)
-    info = procs.pid_dir.parent / f"{NAME}.json"
-    if procs.pid(NAME) is not None and info.exists():
-        return json.loads(info.read_text())["url"]
+    url = served_url(procs)
+    if url:
+        return url
     procs.stop(NAME)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     procs.start(NAME, [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
                        "--directory", str(repo_dir)])
-    info.write_text(json.dumps({"url": url, "dir": str(repo_dir)}) + "\n")
+    _info(procs).write_text(json.dumps({"url": url, "dir": str(repo_dir)}) + "\n")
     if not wait_until(lambda: _index_served(url), 10.0):
         procs.check_running(NAME)
         raise RuntimeError(f"chart repository at {url} does not serve index.yaml")
     return url
+
+
+def served_url(procs: Processes) -> str | None:
+    """The URL of the repository server this state dir runs, if it runs."""
+    if procs.pid(NAME) is None or not _info(procs).exists():
+        return None
+    return json.loads(_info(procs).read_text())["url"]
+
+
+def _info(procs: Processes) -> Path:
+    return procs.pid_dir.parent / f"{NAME}.json"
 
 
 def _index_served(url: str) -> bool:
