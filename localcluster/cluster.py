@@ -162,6 +162,15 @@ class Cluster:
                 self.add_nodes(missing, timeout=timeout)
             return time.monotonic() - start
         self._check_binaries()
+        try:
+            return self._start(nodes, timeout, start)
+        except ComponentError as e:
+            # A free port taken by someone else between our pick and the component's bind.
+            if "address already in use" not in str(e):
+                raise
+        return self._start(nodes, timeout, start)
+
+    def _start(self, nodes: int, timeout: float, start: float) -> float:
         self._down()  # whatever is left of an earlier, unhealthy run
         pki.ensure_pki(self.state_dir / "pki")
         shutil.rmtree(self.state_dir / "etcd", ignore_errors=True)
