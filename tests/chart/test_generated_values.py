@@ -80,7 +80,7 @@ def documents() -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries({}, optional={name: section(name) for name in names})
 
 
-@settings(max_examples=40, deadline=None, phases=[Phase.generate], suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=40, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate], suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(values=documents())
 def test_schema_valid_values_render_valid_objects(values: dict[str, Any]) -> None:
     assume(yaml_representable(values))

@@ -45,7 +45,7 @@ it runs as vineyardd's user.
 {{- $hostPath := eq .Values.socket.volume.type "hostPath" }}
 {{- $gate := ne .Values.socket.volume.type "emptyDir" -}}
 - name: prepare-socket-dir
-  image: {{ include "vineyard.image" . }}
+  image: {{ include "vineyard.image" . | quote }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
   command:
     - sh
@@ -89,7 +89,7 @@ point where it would look for an etcd of its own.
 */}}
 {{- define "vineyard.initContainer.waitForEtcd" -}}
 - name: wait-for-etcd
-  image: {{ include "vineyard.image" . }}
+  image: {{ include "vineyard.image" . | quote }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
   command:
     - sh
