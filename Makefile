@@ -5,7 +5,7 @@ VENV := .cache/venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/.cache/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup venv tools test-deps test demo cluster-up cluster-down
+.PHONY: setup venv tools test-deps test demo cluster-up cluster-down bench
 
 setup: venv tools test-deps
 
@@ -35,3 +35,17 @@ cluster-up: tools
 
 cluster-down:
 	python3 -m localcluster down
+
+# Benchmarks (bench/README.md) on their own cluster (.cache/bench-cluster, stopped after each
+# script); results in bench/results.json and .md, plots in bench/plots/. About 10 minutes.
+bench: venv tools $(VENV)/.bench-installed
+	$(PY) bench/overhead.py
+	$(PY) bench/ready.py
+	$(PY) bench/rollout.py
+	$(PY) bench/cost.py
+	$(PY) bench/scale.py
+	$(PY) bench/report.py
+
+$(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $@

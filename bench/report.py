@@ -1,0 +1,297 @@
+"""Writes bench/results.md and the PNG plots in bench/plots/ from bench/results.json.
+
+    python bench/report.py
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from common import BENCH, RESULTS_JSON
+
+PLOTS = BENCH / "plots"
+
+
+def ms(x: float) -> str:
+    return f"{x * 1000:.0f}"
+
+
+def goal(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def header(r: dict[str, Any]) -> str:
+    v = r["versions"]
+    return (f"{r['date']}; load average {r['load']['start'][0]:.1f} at start, "
+            f"{r['load']['end'][0]:.1f} at end (1-minute; {r['machine']['cores']} cores); "
+            f"helm {v['helm']}, {v['kubernetes']}, kwok {v['kwok'].split()[2]}, "
+            f"chart {v['chart']}, git {v['git']}; `{' '.join(r['argv']) or '(defaults)'}`")
+
+
+def overhead_md(r: dict[str, Any]) -> list[str]:
+    ren, st, g = r["render"], r["startup"], r["goals"]
+    rows = ["## 1. Wrapper overhead", "", header(r), "",
+            "| pair (interleaved) | candidate ms wall (CPU) | baseline ms wall (CPU) | "
+            "ratio wall (CPU) | goal met |", "|---|---|---|---|---|"]
+
+    def pair(name: str, cand: dict, base: dict, key: str, goal_ok: bool) -> None:
+        rw = cand["wall"]["median"] / base["wall"]["median"]
+        rc = cand["cpu"]["median"] / base["cpu"]["median"]
+        rows.append(f"| {name} | {ms(cand['wall']['median'])} ({ms(cand['cpu']['median'])}) | "
+                    f"{ms(base['wall']['median'])} ({ms(base['cpu']['median'])}) | "
+                    f"{rw:.2f} ({rc:.2f}) | {goal(goal_ok)} |")
+
+    base = ren["helm template"]
+    pair("`render()` vs `helm template`", ren["render()"], base, "render",
+         ren["ratio_render"]["wall"] <= g["ratio"])
+    pair("`vineyard-helm render` (cold CLI) vs `helm template`", ren["CLI render"], base,
+         "cli", ren["ratio_cli_render"]["wall"] <= g["ratio"])
+    if "install" in r:
+        ins = r["install"]
+        pair(f"`install(wait=True)` vs `helm install --wait` ({ins['nodes']} nodes)",
+             ins["install(wait=True)"], ins["helm install --wait"], "install",
+             ins["ratio_install"]["wall"] <= g["ratio"])
+    pair("`vineyard-helm --version` vs `helm version`", st["vineyard-helm --version"],
+         st["helm version"], "cli", st["ratio_cli_vs_helm_version"] <= g["ratio"])
+    imp = st["import_in_process_ms"]["wall"]["median"]
+    rows += ["", "| start-up | ms wall (CPU) | goal met |", "|---|---|---|",
+             f"| `import vineyard_helm` inside a fresh interpreter | {imp:.0f} "
+             f"({st['import_in_process_ms']['cpu']['median']:.0f}) | {goal(imp <= g['import_ms'])}"
+             f" (<= {g['import_ms']:.0f} ms) |",
+             f"| `python -c 'import vineyard_helm'` minus `python -c pass` | "
+             f"{st['import_over_bare_ms']:.0f} | |",
+             f"| `python -c pass` | {ms(st['python -c pass']['wall']['median'])} "
+             f"({ms(st['python -c pass']['cpu']['median'])}) | |",
+             f"| `vineyard-helm --version` | {ms(st['vineyard-helm --version']['wall']['median'])}"
+             f" ({ms(st['vineyard-helm --version']['cpu']['median'])}) | |",
+             f"| `vineyard-helm --help` | {ms(st['vineyard-helm --help']['wall']['median'])}"
+             f" ({ms(st['vineyard-helm --help']['cpu']['median'])}) | |",
+             f"| `helm version` | {ms(st['helm version']['wall']['median'])} "
+             f"({ms(st['helm version']['cpu']['median'])}) | |",
+             "", f"Rendered manifest (`helm template`, default values plus size): "
+             f"{ren['manifest_bytes']} bytes.", ""]
+    for key, title in (("profile_render", "render() (10 warm calls)"),
+                       ("profile_cli_render", "cold `vineyard-helm render`")):
+        if key in ren:
+            rows += [f"Profile of {title}, cumulative, our code and its libraries:", "",
+                     "```", *ren[key], "```", ""]
+    if "install" in r and "profile_install" in r["install"]:
+        rows += ["Profile of one `install(wait=True)`:", "", "```",
+                 *r["install"]["profile_install"], "```", ""]
+    if "profile_import" in st:
+        rows += ["Slowest imports (`python -X importtime`, cumulative us):", "", "```",
+                 *st["profile_import"], "```", ""]
+    return rows
+
+
+MILESTONE_NAMES = [("api_calls_done", "workload objects created"),
+                   ("ds_pods_created", "DaemonSet pods created"),
+                   ("ds_pods_bound", "pods bound"), ("etcd_ready", "etcd Ready"),
+                   ("all_ready", "all pods Ready"), ("install_returned", "install returned")]
+
+
+def ready_md(r: dict[str, Any], title: str) -> list[str]:
+    rows = [title, "", header(r), "",
+            "Seconds from the call (median of the runs; the floor creates the same pods "
+            "directly through the API, 8 requests at a time).", "",
+            "| nodes | runs | " + " | ".join(n for _, n in MILESTONE_NAMES) +
+            " | floor: all Ready | ratio all Ready / floor | runs where helm returned before "
+            "all Ready |",
+            "|---|---|" + "---|" * (len(MILESTONE_NAMES) + 3)]
+    for s in r["sizes"]:
+        mi, mf = s["median_install"], s["median_floor"]
+        rows.append(f"| {s['nodes']} | {len(s['install'])} | " + " | ".join(
+            f"{mi[k]:.2f}" if k in mi else "-" for k, _ in MILESTONE_NAMES) +
+            f" | {mf['all_ready']:.2f} | {s['ratio_all_ready']:.1f} | "
+            f"{s.get('helm_returned_before_all_ready', '-')} |")
+    rows.append("")
+    return rows
+
+
+def scale_md(r: dict[str, Any]) -> list[str]:
+    rows = ready_md(r, "## 5. Scale limits")
+    rows += [f"Largest node count tried: **{r['largest_nodes']}**.", ""]
+    for e in r["where_time_goes"]:
+        rows += [f"Where the time goes at {e['nodes']} nodes (slowest install run, all Ready "
+                 f"at {e['install_all_ready_s']:.1f}s; floor {e['floor_all_ready_s']:.1f}s):",
+                 "", "| phase | seconds |", "|---|---|"]
+        rows += [f"| {k} | {v:.2f} |" for k, v in e["phases_s"].items()]
+        rate = e["controller_pods_per_s"]
+        rows += ["", f"- slowest phase: **{e['slowest_phase']}**"
+                 + (f"; the controller made {rate:.1f} pods/s" if rate else ""),
+                 "- CPU seconds meanwhile: " + ", ".join(
+                     f"{k} {v:.1f}" for k, v in e["component_cpu_s"].items())
+                 + f"; this process and helm {e['client_cpu_s']}",
+                 "- seconds waited in client-side rate limiters: " + ", ".join(
+                     f"{k} {v:.1f}" for k, v in e["throttled_s"].items()),
+                 f"- apiserver requests: {e['apiserver_requests']}, most: " + ", ".join(
+                     f"{k} {v:.0f}" for k, v in list(e["top_requests"].items())[:6]), ""]
+    return rows
+
+
+def rollout_md(r: dict[str, Any]) -> list[str]:
+    rows = ["## 3. Rollout cost", "", header(r), "",
+            "`helm upgrade` changing `vineyard.size`; seconds until every vineyardd pod runs the "
+            "new spec and is Ready; the most nodes without a Ready vineyardd at any moment "
+            "(pod watch). OnDelete: the upgrade itself changes no pod; the time is a by-hand "
+            "replacement in batches of 10% of the nodes.", "",
+            "| nodes | strategy | runs | seconds (median) | pods/s | worst nodes without "
+            "vineyardd | allowed | notes |", "|---|---|---|---|---|---|---|---|"]
+    for s in r["sizes"]:
+        for strategy, m in s["summary"].items():
+            n = s["nodes"]
+            allowed = (str(-(-n * int(strategy[:-1]) // 100)) if strategy.endswith("%")
+                       else strategy if strategy != "OnDelete"
+                       else f"batch {s['runs'][strategy][0]['batch']}")
+            note = ""
+            if strategy == "OnDelete":
+                note = (f"updatedNumberScheduled {s['runs'][strategy][0]['updated_after_5s']} "
+                        "5 s after the upgrade")
+            ds_worst = [x.get("worst_unavailable_ds_status") for x in s["runs"][strategy]]
+            if strategy != "OnDelete":
+                note = f"DaemonSet status said at most {max(ds_worst)}"
+            t = f"{m['median_s']:.1f}" if m["median_s"] else "capped"
+            rows.append(f"| {n} | {strategy} | {m['runs']} | {t} | "
+                        f"{m['median_pods_per_s']:.2f} | {m['worst_unavailable']} | {allowed} | "
+                        f"{note} |")
+    rows.append("")
+    return rows
+
+
+def cost_md(r: dict[str, Any]) -> list[str]:
+    rows = ["## 4. Control-plane cost", "", header(r), "",
+            "| nodes | objects in etcd (no events) | bytes in etcd | events | requests/s with "
+            "the release | without | caused |", "|---|---|---|---|---|---|---|"]
+    for s in r["sizes"]:
+        ev = s["rounds"][0]["footprint"]["events"]
+        rows.append(f"| {s['nodes']} | {s['median_objects']:.0f} | {s['median_bytes']:.0f} | "
+                    f"{ev['objects']} ({ev['bytes']} B) | "
+                    f"{s['median_rate_without'] + s['median_rate_caused']:.2f} | "
+                    f"{s['median_rate_without']:.2f} | {s['median_rate_caused']:+.2f} |")
+    if "per_node" in r:
+        rows += ["", f"Per node: {r['per_node']['objects']:.2f} objects, "
+                 f"{r['per_node']['bytes']:.0f} bytes; fixed: {r['fixed']['objects']:.0f} "
+                 f"objects, {r['fixed']['bytes']:.0f} bytes."]
+    big = r["sizes"][-1]["rounds"][0]["footprint"]["by_resource"]
+    rows += ["", f"By resource at {r['sizes'][-1]['nodes']} nodes:", "",
+             "| resource | objects | bytes |", "|---|---|---|"]
+    rows += [f"| {k} | {v['objects']} | {v['bytes']} |" for k, v in big.items()]
+    m = r["manifest"]
+    rows += ["", f"Rendered manifest: {m['helm_template_bytes']} bytes of YAML from "
+             f"`helm template` (with test pods), {m['objects']} objects without them.", ""]
+    return rows
+
+
+def plots(results: dict[str, Any]) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    PLOTS.mkdir(exist_ok=True)
+    made = []
+    if "overhead" in results:
+        r = results["overhead"]
+        pairs = [("render()", r["render"]["render()"], "helm template",
+                  r["render"]["helm template"])]
+        if "install" in r:
+            pairs.append(("install(wait)", r["install"]["install(wait=True)"],
+                          "helm install --wait", r["install"]["helm install --wait"]))
+        st = r["startup"]
+        pairs.append(("import (fresh python)", st["python -c 'import vineyard_helm'"],
+                      "python -c pass", st["python -c pass"]))
+        pairs.append(("vineyard-helm --version", st["vineyard-helm --version"],
+                      "helm version", st["helm version"]))
+        fig, ax = plt.subplots(figsize=(8, 4))
+        for i, (_, c, _, b) in enumerate(pairs):
+            ax.bar(i - 0.2, c["wall"]["median"] * 1000, 0.4, color="tab:blue",
+                   label="vineyard_helm" if i == 0 else None)
+            ax.bar(i + 0.2, b["wall"]["median"] * 1000, 0.4, color="tab:gray",
+                   label="baseline" if i == 0 else None)
+            ax.text(i, max(c["wall"]["median"], b["wall"]["median"]) * 1000,
+                    f"x{c['wall']['median'] / b['wall']['median']:.2f}", ha="center",
+                    va="bottom")
+        ax.set_xticks(range(len(pairs)), [f"{cn}\nvs {bn}" for cn, _, bn, _ in pairs],
+                      fontsize=8)
+        ax.set_ylabel("median wall ms")
+        ax.set_title("Wrapper overhead (interleaved, medians)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(PLOTS / "overhead.png", dpi=100)
+        made.append("overhead.png")
+    sizes = [s for fam in ("ready", "scale") if fam in results for s in results[fam]["sizes"]]
+    if sizes:
+        sizes = sorted({s["nodes"]: s for s in sizes}.values(), key=lambda s: s["nodes"])
+        fig, ax = plt.subplots(figsize=(8, 4))
+        x = [s["nodes"] for s in sizes]
+        for key, label in MILESTONE_NAMES:
+            ax.plot(x, [s["median_install"].get(key) for s in sizes], marker="o", label=label)
+        ax.plot(x, [s["median_floor"]["all_ready"] for s in sizes], marker="s", ls="--",
+                color="black", label="floor: bare pods all Ready")
+        ax.set_xscale("log")
+        ax.set_xlabel("fake nodes")
+        ax.set_ylabel("seconds from the install call")
+        ax.set_title("Time to ready (median)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(PLOTS / "ready.png", dpi=100)
+        made.append("ready.png")
+    if "rollout" in results:
+        big = results["rollout"]["sizes"][-1]
+        fig, ax = plt.subplots(figsize=(8, 4))
+        for strategy, runs in big["runs"].items():
+            tl = runs[0]["timeline"]
+            ax.step([t for t, _ in tl], [n for _, n in tl], where="post",
+                    label=f"{strategy}")
+        ax.set_xlabel("seconds since helm upgrade")
+        ax.set_ylabel("nodes without a Ready vineyardd")
+        ax.set_title(f"Rollout on {big['nodes']} nodes (first run per strategy)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(PLOTS / "rollout.png", dpi=100)
+        made.append("rollout.png")
+    if "cost" in results:
+        sizes = results["cost"]["sizes"]
+        kinds = sorted({k for s in sizes for k in s["rounds"][0]["footprint"]["by_resource"]})
+        fig, ax = plt.subplots(figsize=(8, 4))
+        bottom = [0.0] * len(sizes)
+        for kind in kinds:
+            vals = [s["rounds"][0]["footprint"]["by_resource"].get(kind, {}).get("bytes", 0) /
+                    1024 for s in sizes]
+            ax.bar([str(s["nodes"]) for s in sizes], vals, bottom=bottom, label=kind)
+            bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+        ax.set_xlabel("fake nodes")
+        ax.set_ylabel("KiB stored in etcd")
+        ax.set_title("etcd footprint of one release, by resource")
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        fig.savefig(PLOTS / "cost.png", dpi=100)
+        made.append("cost.png")
+    plt.close("all")
+    return made
+
+
+def main() -> None:
+    results = json.loads(RESULTS_JSON.read_text())
+    md = ["# Benchmark results", "",
+          "Written by `bench/report.py` from `bench/results.json`; how to run: "
+          "[README.md](README.md). Every figure is a median over interleaved runs on a "
+          "shared 2-core machine; each section names its date, versions and load.", ""]
+    if "overhead" in results:
+        md += overhead_md(results["overhead"])
+    if "ready" in results:
+        md += ready_md(results["ready"], "## 2. Time to ready")
+    if "rollout" in results:
+        md += rollout_md(results["rollout"])
+    if "cost" in results:
+        md += cost_md(results["cost"])
+    if "scale" in results:
+        md += scale_md(results["scale"])
+    made = plots(results)
+    md += ["## Plots", ""] + [f"![{m}](plots/{m})" for m in made] + [""]
+    (BENCH / "results.md").write_text("\n".join(md))
+    print(f"wrote bench/results.md and {len(made)} plots in bench/plots/")
+
+
+if __name__ == "__main__":
+    main()
