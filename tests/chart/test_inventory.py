@@ -25,8 +25,12 @@ EXPECTED = {
     "emptydir-sidecar": BASE | ETCD_ONE | TESTS_RPC | TESTS_ETCD,
     "external-etcd": BASE | TESTS_RPC | TESTS_ETCD,
     "local-meta": BASE | TESTS_RPC,
-    "etcd-ha": BASE | ETCD_ONE | TESTS_RPC | TESTS_ETCD | {("PodDisruptionBudget", "vineyard-etcd")},
-    "hardened": {("ServiceAccount", "vineyard"), ("DaemonSet", "vineyard")},
+    "etcd-ha": BASE | ETCD_ONE | TESTS_RPC | TESTS_ETCD | {
+        ("PodDisruptionBudget", "vineyard-etcd"),
+        ("NetworkPolicy", "vineyard"),
+        ("NetworkPolicy", "vineyard-etcd"),
+    },
+    "hardened": {("ServiceAccount", "vineyard"), ("DaemonSet", "vineyard"), ("NetworkPolicy", "vineyard")},
 }
 
 

@@ -142,3 +142,28 @@ def test_sidecars_get_the_socket_and_its_path() -> None:
     assert {"name": "VINEYARD_IPC_SOCKET", "value": "/var/run/vineyard/vineyard.sock"} in worker["env"]
     assert {"name": "vineyard-socket", "mountPath": "/var/run/vineyard", "readOnly": True} in worker["volumeMounts"]
     assert next(v for v in spec["volumes"] if v["name"] == "vineyard-socket")["emptyDir"]
+
+
+def test_network_policies_admit_only_the_release_to_etcd(rendered_scenarios: dict) -> None:
+    manifests = rendered_scenarios["etcd-ha"]
+    etcd_policy = find(manifests, "NetworkPolicy", "vineyard-etcd")
+    client_rule, peer_rule = etcd_policy["spec"]["ingress"]
+    assert client_rule["ports"] == [{"port": "client", "protocol": "TCP"}]
+    components = {peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for peer in client_rule["from"]}
+    assert components == {"vineyardd", "test"}
+    assert all(p["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "vineyard" for p in client_rule["from"])
+    assert peer_rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "etcd"
+    rpc_policy = find(manifests, "NetworkPolicy", "vineyard")
+    assert rpc_policy["spec"]["ingress"] == [{"ports": [{"port": "vineyard-rpc", "protocol": "TCP"}]}]
+
+
+def test_network_policy_without_rpc_lets_nothing_in(rendered_scenarios: dict) -> None:
+    policy = find(rendered_scenarios["hardened"], "NetworkPolicy", "vineyard")
+    assert policy["spec"]["ingress"] == [] and policy["spec"]["policyTypes"] == ["Ingress"]
+
+
+def test_network_policy_peers_from_values_are_added() -> None:
+    peer = {"namespaceSelector": {"matchLabels": {"team": "data"}}}
+    manifests = render({"networkPolicy": {"enabled": True, "rpcFrom": [peer], "etcdFrom": [peer]}})
+    assert find(manifests, "NetworkPolicy", "vineyard")["spec"]["ingress"][0]["from"] == [peer]
+    assert peer in find(manifests, "NetworkPolicy", "vineyard-etcd")["spec"]["ingress"][0]["from"]
