@@ -29,6 +29,7 @@ from .api import (
     upgrade,
     upgrade_async,
     validate,
+    validate_async,
 )
 from .bundled import chart_path
 from .errors import (
@@ -107,4 +108,5 @@ __all__ = [
     "upgrade",
     "upgrade_async",
     "validate",
+    "validate_async",
 ]

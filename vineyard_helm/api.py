@@ -421,22 +421,42 @@ async def status_async(
     return await _status(runner, release=release, namespace=namespace)
 
 
-def validate(
+async def validate_async(
     values: ValuesInput = None,
     *,
     chart: ChartRef = None,
     set_values: Sequence[str] = (),
     set_string_values: Sequence[str] = (),
+    helm: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Merge and validate values against the chart's values.schema.json; no helm, no cluster.
+    """Merge and validate values the way an install would see them, without a cluster.
 
-    Returns the merged values. Raises InvalidValuesError listing each problem as
-    ``<dotted.path>: <message>``. A chart that is not local (repo/OCI) is not checked here:
-    helm checks it when it runs."""
-    _, local = resolve_chart(chart)
-    return prepare_values(
+    First against the chart's values.schema.json (no helm needed); then, when the schema
+    passes, by rendering the chart offline (``helm template``, which contacts no cluster) so
+    that the chart's own cross-field rules run too (a memory limit below ``vineyard.size``,
+    spill rates in the wrong order, ...). Returns the merged values. Raises InvalidValuesError
+    listing each problem: schema problems as ``<dotted.path>: <message>``, the chart's as it
+    words them (each names the values concerned). A chart that is not local (repo/OCI) is not
+    checked here: helm checks it when it runs."""
+    ref, local = resolve_chart(chart)
+    merged = prepare_values(
         values, set_values=set_values, set_string_values=set_string_values, local_chart=local
     )
+    if local is not None:
+        await _check_chart_rules(ref, merged, helm=helm)
+    return merged
+
+
+async def _check_chart_rules(
+    ref: str, values: dict[str, Any], *, helm: str | os.PathLike[str] | None
+) -> None:
+    """Render ``ref`` with ``values`` client-side; the chart's ``fail`` calls surface as
+    InvalidValuesError (see errors.from_helm_failure). Other helm failures propagate."""
+    import json
+
+    runner = Helm(helm=helm)
+    args = ["template", DEFAULT_RELEASE, ref, "--namespace", DEFAULT_NAMESPACE, "--values", "-"]
+    await runner.run(args, json.dumps(values).encode())
 
 
 # ---- sync twins ------------------------------------------------------------------------------
@@ -463,3 +483,4 @@ upgrade = _synchronous(upgrade_async)
 uninstall = _synchronous(uninstall_async)
 status = _synchronous(status_async)
 render = _synchronous(render_async)
+validate = _synchronous(validate_async)

@@ -255,10 +255,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="do not check values against the schema before rendering",
     )
-    commands.add_parser(
+    validate = commands.add_parser(
         "validate",
         parents=[values, output(formats, "table")],
-        help="check values against the chart's schema",
+        help="check values against the chart's schema and its own rules (offline)",
+    )
+    validate.add_argument(
+        "--helm",
+        metavar="PATH",
+        help="helm binary for the offline render (default: $VINEYARD_HELM_BINARY, then PATH)",
     )
     return parser
 
@@ -281,7 +286,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     if args.command == "validate":
         try:
-            api.validate(args.value_files, **_values_options(args))
+            api.validate(args.value_files, helm=args.helm, **_values_options(args))
         except errors.InvalidValuesError as error:
             if args.output != "table":
                 out.write(
