@@ -51,3 +51,70 @@ def _exists(cluster: Cluster, path: str) -> bool:
         if e.status == 404:
             return False
         raise
+
+
+# ==== The vineyard chart's end-to-end suite (tests/e2e/test_e2e_*.py) ========================
+# Helpers live in e2e_kube.py. Module-scoped factories let a module install its releases once
+# (in parallel where it can) and share them between read-only tests.
+
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from e2e_kube import (  # noqa: E402
+    SESSION_TIMINGS,
+    create_namespace,
+    create_pv,
+    delete_namespace,
+    delete_pvs,
+    helm_env,
+)
+
+
+@pytest.fixture(scope="session")
+def e2e_env(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment for helm/kubectl: this cluster, and a helm home of the session's own (no
+    repository or cache outside it is touched)."""
+    return helm_env(cluster, tmp_path_factory.mktemp("helm-home"))
+
+
+@pytest.fixture(scope="module")
+def make_namespace(cluster: Cluster) -> Iterator[Callable[..., str]]:
+    """`make_namespace(prefix, labels=None)` -> a fresh namespace, deleted after the module."""
+    made: list[str] = []
+
+    def make(prefix: str, labels: dict[str, str] | None = None) -> str:
+        made.append(create_namespace(cluster, prefix, labels))
+        return made[-1]
+
+    yield make
+    for name in made:
+        delete_namespace(cluster, name)
+
+
+@pytest.fixture(scope="module")
+def make_pv(cluster: Cluster) -> Iterator[Callable[..., str]]:
+    """`make_pv(storage_class=..., access_modes=[...], size=..., claim=(ns, name))` -> a
+    hostPath PersistentVolume, deleted after the module."""
+    made: list[str] = []
+
+    def make(**spec: object) -> str:
+        made.append(create_pv(cluster, **spec))  # type: ignore[arg-type]
+        return made[-1]
+
+    yield make
+    delete_pvs(cluster, made)
+
+
+@pytest.fixture
+def helm_home(cluster: Cluster, tmp_path: Path) -> dict[str, str]:
+    """Per test: an environment whose helm repositories, cache and config live in tmp_path."""
+    return helm_env(cluster, tmp_path / "helm-home")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if SESSION_TIMINGS:
+        terminalreporter.section("e2e timings (also in .cache/e2e-timings.json)")
+        for name, entry in SESSION_TIMINGS.items():
+            details = ", ".join(
+                f"{k}={v}" for k, v in entry.items() if k not in ("seconds", "when"))
+            terminalreporter.write_line(f"{name}: {entry['seconds']:.2f}s  {details}")
