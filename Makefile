@@ -5,9 +5,9 @@ VENV := .cache/venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/.cache/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup venv tools test-deps test demo cluster-up cluster-down bench
+.PHONY: setup venv tools test-deps scanners test demo cluster-up cluster-down bench reliability
 
-setup: venv tools test-deps
+setup: venv tools test-deps scanners
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -23,11 +23,21 @@ tools:
 test-deps:
 	hack/install-test-deps.sh
 
+# checkov for tests/reliability (its own venv: it conflicts with the test extra).
+scanners:
+	hack/install-scanners.sh
+
 test: setup
 	$(PY) -m pytest -q
 
 demo: setup
 	$(PY) -m localcluster demo
+
+# tests/reliability (scanners, values fuzzing, admission, concurrency, faults on their own
+# cluster in .cache/faults-cluster), then docs/reliability.md from the figures they recorded.
+reliability: setup
+	$(PY) -m pytest -q tests/reliability
+	$(PY) hack/gen_reliability_table.py
 
 # The local Kubernetes (localcluster/): state, kubeconfig and logs in .cache/cluster.
 cluster-up: tools

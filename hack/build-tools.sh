@@ -2,7 +2,8 @@
 # Builds the pinned tools into .cache/bin, from the Go module proxy only, and installs the
 # Debian packages the local cluster needs. Idempotent: .cache/bin/.stamps/<tool> records what
 # was built; a tool whose stamp matches is skipped. Order: helm, helm3, ct (other work needs
-# them first), then the Kubernetes binaries, then kwok. Timings go to .cache/bin/build-times.log.
+# them first), then the Kubernetes binaries, then kwok, the registry and kube-score. Timings go
+# to .cache/bin/build-times.log.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -143,6 +144,9 @@ main() {
   local dist=github.com/distribution/distribution/v3
   go_install registry "$dist/cmd/registry" "$REGISTRY_VERSION" \
     "-s -w -X $dist/version.version=$REGISTRY_VERSION"
+  # The manifest scanner of tests/reliability (checkov, the other one, is a PyPI package).
+  go_install kube-score github.com/zegl/kube-score/cmd/kube-score "$KUBE_SCORE_VERSION" \
+    "-s -w -X main.version=$KUBE_SCORE_VERSION"
 }
 
 main "$@"

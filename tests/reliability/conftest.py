@@ -1,0 +1,115 @@
+"""Fixtures of the reliability and security checks (docs/reliability.md).
+
+Each check records its figures with `record(...)` into .cache/reliability/<check>.json;
+hack/gen_reliability_table.py turns those files into docs/reliability.md, so every figure in
+the table is one a test produced (and the file names the test and the commit it ran on).
+
+Clusters: the admission, concurrency and fuzzing checks share the e2e cluster
+(LOCALCLUSTER_STATE_DIR or .cache/cluster, same session rules as tests/e2e). The fault checks
+restart kube-apiserver and delete nodes, so they run on their own cluster in
+.cache/faults-cluster (RELIABILITY_FAULTS_STATE_DIR), stopped when the session ends.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from localcluster import DEFAULT_STATE_DIR, ApiError, Cluster, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS_DIR = REPO / ".cache" / "reliability"
+FAULTS_STATE_DIR = REPO / ".cache" / "faults-cluster"
+NODES = 3
+
+sys.path.insert(0, str(REPO / "tests" / "chart"))  # chart_render: the shared `helm template` helper
+
+
+def _commit() -> str:
+    proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                          text=True, check=False)
+    return proc.stdout.strip() or "unknown"
+
+
+Recorder = Callable[..., None]
+
+
+@pytest.fixture
+def record(request: pytest.FixtureRequest) -> Recorder:
+    """record(check, figure=..., result=..., **details): one row of docs/reliability.md."""
+
+    def write(check: str, *, area: str, figure: str, result: str, **details: Any) -> None:
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        slug = re.sub(r"[^a-z0-9]+", "-", check.lower()).strip("-")
+        data = {"check": check, "area": area, "figure": figure, "result": result,
+                "test": request.node.nodeid, "commit": _commit(),
+                "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **details}
+        (RESULTS_DIR / f"{slug}.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    """The shared e2e cluster (see tests/e2e/conftest.py): started unless running."""
+    c = Cluster(os.environ.get("LOCALCLUSTER_STATE_DIR") or DEFAULT_STATE_DIR)
+    with c.session(nodes=NODES):
+        yield c
+
+
+@pytest.fixture(scope="session")
+def faults_cluster() -> Iterator[Cluster]:
+    """A cluster of our own, for checks that restart or stop its components."""
+    c = Cluster(os.environ.get("RELIABILITY_FAULTS_STATE_DIR") or FAULTS_STATE_DIR)
+    with c.session(nodes=NODES):
+        yield c
+
+
+def make_namespace(c: Cluster, prefix: str, labels: dict[str, str] | None = None) -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    c.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                       "metadata": {"name": name, "labels": labels or {}}})
+    # Pods are refused until the token controller has made the namespace's default SA.
+    assert wait_until(lambda: exists(c, f"/api/v1/namespaces/{name}/serviceaccounts/default"),
+                      30), f"no default ServiceAccount in {name}"
+    return name
+
+
+def delete_namespace(c: Cluster, name: str) -> None:
+    try:
+        c.api.delete(f"/api/v1/namespaces/{name}")
+    except ApiError as e:
+        if e.status != 404:
+            raise
+
+
+def exists(c: Cluster, path: str) -> bool:
+    try:
+        c.api.get(path)
+        return True
+    except ApiError as e:
+        if e.status == 404:
+            return False
+        raise
+
+
+@pytest.fixture
+def namespace_factory(cluster: Cluster) -> Iterator[Callable[..., str]]:
+    made: list[str] = []
+
+    def make(prefix: str = "rel", labels: dict[str, str] | None = None) -> str:
+        made.append(make_namespace(cluster, prefix, labels))
+        return made[-1]
+
+    yield make
+    for name in made:
+        delete_namespace(cluster, name)
