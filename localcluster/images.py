@@ -1,0 +1,306 @@
+"""Container images built here without a registry, for the real node (realnode.py).
+
+    python -m localcluster images          # builds what is missing into .cache/images
+
+Images (references the chart's values point at, with pullPolicy Never):
+  localhost/pause:3.10               the pod sandbox: a static pause binary (pause.c), nothing else
+  localhost/vineyardd:v0.24.2        Debian bookworm minbase + vineyardd (vineyard-bdist wheel)
+                                     + busybox's wget and nc (init containers, probes, helm test)
+  localhost/etcd:v3.4.23             the same base + etcd and etcdctl of Debian's etcd-server
+  localhost/vineyard-worker:v0.24.2  bookworm minbase with python3 + the vineyard client, numpy
+
+Each image is an OCI archive (oci-layout, index.json, blobs; zstd layers) that
+`ctr -n k8s.io images import` takes. The root filesystems come from `debootstrap` and are kept
+in .cache/images/rootfs; an archive is rebuilt only when its inputs change (the key hashes the
+input files, versions and this file), so a warm build costs only the hashing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CACHE = REPO_ROOT / ".cache" / "images"
+VENV = REPO_ROOT / ".cache" / "venv"
+SUITE, MIRROR = "bookworm", "http://deb.debian.org/debian"
+VINEYARD_VERSION = "0.24.2"
+ETCD_BIN, ETCDCTL_BIN, BUSYBOX = Path("/usr/bin/etcd"), Path("/usr/bin/etcdctl"), Path("/bin/busybox")
+ETCD_TAG = "v3.4.23"
+# Applets the chart's containers need that a minbase root lacks (it has sh, coreutils, grep).
+BUSYBOX_APPLETS = ("wget", "nc")
+PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+ROOTFS = {"base": [], "python": ["python3"]}  # name -> debootstrap --include packages
+# Trimmed from the roots: documentation, locales, apt's lists and caches.
+TRIM = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
+        "var/lib/apt/lists", "var/cache/apt", "var/cache/debconf/templates.dat-old", "var/log")
+
+PAUSE = "localhost/pause:3.10"
+VINEYARDD = f"localhost/vineyardd:v{VINEYARD_VERSION}"
+ETCD = f"localhost/etcd:{ETCD_TAG}"
+WORKER = f"localhost/vineyard-worker:v{VINEYARD_VERSION}"
+ALL = (PAUSE, VINEYARDD, ETCD, WORKER)
+
+
+class ImageError(RuntimeError):
+    pass
+
+
+def _run(*argv: str | Path, **kw) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run([str(a) for a in argv], check=True, capture_output=True,
+                              text=True, **kw)
+    except subprocess.CalledProcessError as e:
+        raise ImageError(f"{' '.join(map(str, argv))} failed ({e.returncode}):\n"
+                         f"{(e.stderr or e.stdout or '')[-2000:]}") from None
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def vineyardd_binary() -> Path:
+    found = sorted(VENV.glob("lib/python3*/site-packages/vineyard/bdist/vineyardd"))
+    if not found:
+        raise ImageError(f"no vineyardd in {VENV} (vineyard-bdist wheel): run `make venv`")
+    return found[0]
+
+
+@dataclass
+class Build:
+    """What `build()` did: seconds per step and the archive of each image."""
+    archives: dict[str, Path] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    built: list[str] = field(default_factory=list)
+
+
+class Images:
+    def __init__(self, cache: Path | str = DEFAULT_CACHE):
+        self.cache = Path(cache).resolve()
+
+    # --- root filesystems ---------------------------------------------------------------------
+
+    def rootfs(self, name: str) -> Path:
+        """A debootstrap'ed root (made once, kept): `base` or `python`."""
+        includes = ROOTFS[name]
+        key = hashlib.sha256(f"{SUITE} minbase {includes} {TRIM}".encode()).hexdigest()[:12]
+        root = self.cache / "rootfs" / f"{name}-{key}"
+        if (root / ".complete").exists():
+            return root
+        tmp = root.with_name(root.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        argv = ["debootstrap", "--variant=minbase"]
+        if includes:
+            argv.append("--include=" + ",".join(includes))
+        _run(*argv, SUITE, tmp, MIRROR)
+        for rel in TRIM:
+            target = tmp / rel
+            if target.is_dir():
+                shutil.rmtree(target)
+                target.mkdir()
+            elif target.exists():
+                target.unlink()
+        (tmp / ".complete").touch()
+        shutil.rmtree(root, ignore_errors=True)
+        tmp.rename(root)
+        return root
+
+    # --- layers and archives ------------------------------------------------------------------
+
+    def _layer(self, src: Path, out_dir: Path) -> dict:
+        """Packs directory `src` as one zstd layer in `out_dir/blobs`; returns its facts."""
+        blobs = out_dir / "blobs" / "sha256"
+        blobs.mkdir(parents=True, exist_ok=True)
+        raw = out_dir / "layer.tar"
+        # Deterministic: sorted names, fixed times; ownership kept (numeric).
+        _run("tar", "-C", src, "--sort=name", "--mtime=@0", "--numeric-owner",
+             "--exclude=./.complete", "-cf", raw, ".")
+        diff_id = _sha256_file(raw)
+        _run("zstd", "-q", "-3", "-T0", "--rm", "-f", raw, "-o", out_dir / "layer.tar.zst")
+        packed = out_dir / "layer.tar.zst"
+        digest = _sha256_file(packed)
+        size = packed.stat().st_size
+        packed.rename(blobs / digest)
+        return {"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd",
+                "digest": f"sha256:{digest}", "size": size, "diff_id": f"sha256:{diff_id}"}
+
+    def _blob(self, out_dir: Path, obj: dict, media_type: str) -> dict:
+        data = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+        digest = hashlib.sha256(data).hexdigest()
+        (out_dir / "blobs" / "sha256" / digest).write_bytes(data)
+        return {"mediaType": media_type, "digest": f"sha256:{digest}", "size": len(data)}
+
+    def _archive(self, ref: str, layers: list[dict], config: dict, out: Path,
+                 work: Path) -> None:
+        image_config = {
+            "architecture": "amd64", "os": "linux", "created": "1970-01-01T00:00:00Z",
+            "config": config,
+            "rootfs": {"type": "layers", "diff_ids": [lay["diff_id"] for lay in layers]},
+        }
+        cfg = self._blob(work, image_config, "application/vnd.oci.image.config.v1+json")
+        manifest = self._blob(work, {
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": cfg,
+            "layers": [{k: lay[k] for k in ("mediaType", "digest", "size")} for lay in layers],
+        }, "application/vnd.oci.image.manifest.v1+json")
+        manifest["platform"] = {"architecture": "amd64", "os": "linux"}
+        manifest["annotations"] = {"io.containerd.image.name": ref,
+                                   "org.opencontainers.image.ref.name": ref.rsplit(":", 1)[1]}
+        (work / "index.json").write_text(json.dumps(
+            {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+             "manifests": [manifest]}))
+        (work / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+        tmp = out.with_suffix(".tmp")
+        _run("tar", "-C", work, "--sort=name", "--mtime=@0", "--owner=0", "--group=0",
+             "-cf", tmp, "oci-layout", "index.json", "blobs")
+        tmp.rename(out)
+
+    # --- the images ---------------------------------------------------------------------------
+
+    def _inputs(self) -> dict[str, list]:
+        """Per image: what its archive depends on (besides this file)."""
+        pause_c = Path(__file__).with_name("pause.c")
+        return {
+            PAUSE: [_sha256_file(pause_c)],
+            VINEYARDD: [SUITE, ROOTFS["base"], _sha256_file(vineyardd_binary()),
+                        _sha256_file(BUSYBOX), BUSYBOX_APPLETS],
+            ETCD: [SUITE, ROOTFS["base"], _sha256_file(ETCD_BIN), _sha256_file(ETCDCTL_BIN)],
+            WORKER: [SUITE, ROOTFS["python"], self._worker_requirements()],
+        }
+
+    def _worker_requirements(self) -> list[str]:
+        """vineyard and numpy pinned to the venv's versions."""
+        out = _run(VENV / "bin" / "python", "-c",
+                   "import importlib.metadata as m; "
+                   "print(m.version('vineyard'), m.version('numpy'))").stdout.split()
+        return [f"vineyard=={out[0]}", f"numpy=={out[1]}"]
+
+    def archive_path(self, ref: str, key: str) -> Path:
+        name = ref.split("/", 1)[1].replace(":", "-")
+        return self.cache / f"{name}-{key}.oci.tar"
+
+    def build(self, refs: tuple[str, ...] = ALL) -> Build:
+        """Builds the archives that are missing; returns them with the seconds each took."""
+        result = Build()
+        start = time.monotonic()
+        self.cache.mkdir(parents=True, exist_ok=True)
+        me = _sha256_file(Path(__file__))
+        inputs = self._inputs()
+        result.seconds["hash inputs"] = time.monotonic() - start
+        for ref in refs:
+            key = hashlib.sha256(json.dumps([me, inputs[ref]]).encode()).hexdigest()[:12]
+            out = self.archive_path(ref, key)
+            if not out.exists():
+                t0 = time.monotonic()
+                with tempfile.TemporaryDirectory(dir=self.cache) as tmp:
+                    self._build_one(ref, out, Path(tmp))
+                result.seconds[ref] = time.monotonic() - t0
+                result.built.append(ref)
+                for stale in out.parent.glob(out.name.rsplit("-", 1)[0] + "-*.oci.tar"):
+                    if stale != out:
+                        stale.unlink()
+            result.archives[ref] = out
+        result.seconds["total"] = time.monotonic() - start
+        return result
+
+    def _build_one(self, ref: str, out: Path, tmp: Path) -> None:
+        work = tmp / "oci"
+        work.mkdir()
+        if ref == PAUSE:
+            stage = tmp / "stage"
+            stage.mkdir(mode=0o755)
+            _run("gcc", "-static", "-Os", "-s", "-o", stage / "pause",
+                 Path(__file__).with_name("pause.c"))
+            layers = [self._layer(stage, work)]
+            self._archive(ref, layers, {"Entrypoint": ["/pause"], "Env": [PATH_ENV]}, out, work)
+            return
+        if ref == WORKER:
+            base = self._base_layer("python", work)
+            stage = tmp / "stage"
+            site = stage / "usr/local/lib/python3.11/dist-packages"
+            site.mkdir(parents=True)
+            _run(VENV / "bin" / "pip", "install", "-q", "--no-compile", "--target", site,
+                 *self._worker_requirements())
+            shutil.rmtree(site / "bin", ignore_errors=True)
+            _fix_modes(stage)
+            layers = [base, self._layer(stage, work)]
+            self._archive(ref, layers, {"Env": [PATH_ENV, "PYTHONDONTWRITEBYTECODE=1"],
+                                        "Cmd": ["python3"]}, out, work)
+            return
+        base = self._base_layer("base", work)
+        stage = tmp / "stage"
+        bindir = stage / "usr/local/bin"
+        bindir.mkdir(parents=True)
+        if ref == VINEYARDD:
+            shutil.copy2(vineyardd_binary(), bindir / "vineyardd")
+            shutil.copy2(BUSYBOX, bindir / "busybox")
+            for applet in BUSYBOX_APPLETS:
+                os.symlink("busybox", bindir / applet)
+            config = {"Entrypoint": ["vineyardd"], "Env": [PATH_ENV]}
+        else:
+            shutil.copy2(ETCD_BIN, bindir / "etcd")
+            shutil.copy2(ETCDCTL_BIN, bindir / "etcdctl")
+            config = {"Entrypoint": ["etcd"], "Env": [PATH_ENV, "ETCDCTL_API=3"]}
+        _fix_modes(stage)
+        self._archive(ref, [base, self._layer(stage, work)], config, out, work)
+
+    def _base_layer(self, rootfs: str, work: Path) -> dict:
+        """The root's layer, packed once per root and copied into each archive using it."""
+        root = self.rootfs(rootfs)
+        facts_file = root.with_name(root.name + ".layer.json")
+        blob_dir = self.cache / "rootfs"
+        if facts_file.exists():
+            facts = json.loads(facts_file.read_text())
+        else:
+            packing = blob_dir / f"{root.name}.packing"
+            shutil.rmtree(packing, ignore_errors=True)
+            facts = self._layer(root, packing)
+            digest = facts["digest"].split(":")[1]
+            (packing / "blobs" / "sha256" / digest).rename(blob_dir / f"{root.name}.layer")
+            shutil.rmtree(packing)
+            facts_file.write_text(json.dumps(facts))
+        blobs = work / "blobs" / "sha256"
+        blobs.mkdir(parents=True, exist_ok=True)
+        target = blobs / facts["digest"].split(":")[1]
+        try:
+            os.link(blob_dir / f"{root.name}.layer", target)
+        except OSError:
+            shutil.copy2(blob_dir / f"{root.name}.layer", target)
+        return facts
+
+    # --- containerd ---------------------------------------------------------------------------
+
+    def import_into(self, address: Path | str, archives: dict[str, Path]) -> None:
+        """`ctr -n k8s.io images import` of each archive (unpacked for the default snapshotter)."""
+        for ref, archive in archives.items():
+            _run("ctr", "--address", address, "-n", "k8s.io", "images", "import", archive)
+
+
+def _fix_modes(stage: Path) -> None:
+    for dirpath, dirnames, _ in os.walk(stage):
+        os.chmod(dirpath, 0o755)
+
+
+def main(argv: list[str] | None = None) -> int:
+    build = Images().build()
+    for ref, path in build.archives.items():
+        mark = "built" if ref in build.built else "cached"
+        print(f"{ref:40} {mark:7} {path.stat().st_size / 2**20:7.1f} MiB  {path}")
+    print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in build.seconds.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
