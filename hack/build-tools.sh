@@ -113,10 +113,10 @@ kwok_stages() {
 
 apt_packages() {
   local missing=()
-  for p in $APT_PACKAGES; do
+  for p in $APT_PACKAGES $REAL_NODE_APT_PACKAGES; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
-  if ((${#missing[@]} == 0)); then log "apt: ${APT_PACKAGES} installed"; return; fi
+  if ((${#missing[@]} == 0)); then log "apt: ${APT_PACKAGES} ${REAL_NODE_APT_PACKAGES} installed"; return; fi
   log "apt: installing ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
@@ -140,6 +140,8 @@ main() {
   go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION" \
     "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
   kwok_stages
+  # CoreDNS for the real node: its own module, as released (no replace directives).
+  go_install coredns github.com/coredns/coredns "$COREDNS_VERSION" "-s -w"
   # The OCI registry for the release tests (`helm push`, `helm install oci://`).
   local dist=github.com/distribution/distribution/v3
   go_install registry "$dist/cmd/registry" "$REGISTRY_VERSION" \

@@ -1,4 +1,4 @@
-"""python -m localcluster up|down|status|kubeconfig|add-node|remove-node|serve-repo|demo"""
+"""python -m localcluster up|down|status|kubeconfig|add-node|remove-node|serve-repo|demo|images"""
 from __future__ import annotations
 
 import argparse
@@ -19,6 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the cluster, or reuse a healthy running one")
     up.add_argument("--nodes", type=int, default=3, help="fake nodes to have Ready")
+    up.add_argument("--real-nodes", type=int, default=0, choices=(0, 1),
+                    help="real kubelet nodes (containerd, CNI bridge, kube-proxy, CoreDNS)")
     up.add_argument("--timeout", type=float, default=120.0)
     sub.add_parser("down", help="stop every process this state dir started")
     sub.add_parser("status", help="components' pids and health, nodes")
@@ -30,7 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     repo = sub.add_parser("serve-repo", help="package charts and serve them as a Helm repo")
     repo.add_argument("--chart", action="append", help=f"chart dir (default: {DEFAULT_CHARTS[0]})")
     demo = sub.add_parser("demo", help="up + serve-repo + helm install the chart + kubectl get")
-    demo.add_argument("--nodes", type=int, default=3)
+    demo.add_argument("--nodes", type=int, default=None,
+                      help="fake nodes (default: 0 beside a real node, 3 without one)")
+    demo.add_argument("--real-nodes", type=int, default=None, choices=(0, 1),
+                      help="default: 1 when a real node can run here")
+    sub.add_parser("images", help="build the real node's images (cached in .cache/images)")
     args = parser.parse_args(argv)
 
     cluster = Cluster(args.state_dir)
@@ -44,9 +50,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _up(cluster: Cluster, args: argparse.Namespace) -> int:
     reused = cluster.is_healthy()
-    seconds = cluster.up(nodes=args.nodes, timeout=args.timeout)
+    seconds = cluster.up(nodes=args.nodes, real_nodes=args.real_nodes, timeout=args.timeout)
     verb = "reused" if reused else "started"
-    print(f"cluster {verb} in {seconds:.1f}s with {len(cluster.node_names())} Ready nodes")
+    real = f" and the real node {_real_node_name()}" if args.real_nodes else ""
+    print(f"cluster {verb} in {seconds:.1f}s with {len(cluster.node_names())} Ready fake nodes{real}")
     if cluster.timings:
         print("  " + ", ".join(f"{phase} {t:.1f}s" for phase, t in cluster.timings.items()))
     print(f"export KUBECONFIG={cluster.kubeconfig}")
@@ -95,12 +102,23 @@ def _serve_repo(cluster: Cluster, args: argparse.Namespace) -> int:
 
 
 def _demo(cluster: Cluster, args: argparse.Namespace) -> int:
-    run_demo(cluster, nodes=args.nodes)
+    run_demo(cluster, nodes=args.nodes, real_nodes=args.real_nodes)
     return 0
 
 
+def _images(cluster: Cluster, args: argparse.Namespace) -> int:
+    from .images import main as images_main
+    return images_main([])
+
+
+def _real_node_name() -> str:
+    from .realnode import NODE_NAME
+    return NODE_NAME
+
+
 COMMANDS = {"up": _up, "down": _down, "status": _status, "kubeconfig": _kubeconfig,
-            "add-node": _add_node, "remove-node": _remove_node, "serve-repo": _serve_repo, "demo": _demo}
+            "add-node": _add_node, "remove-node": _remove_node, "serve-repo": _serve_repo, "demo": _demo,
+            "images": _images}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -126,23 +126,25 @@ class Cluster:
 
     # --- up / down ---------------------------------------------------------------------------
 
-    def up(self, *, nodes: int = 3, timeout: float = 120.0) -> float:
-        """Starts the cluster with `nodes` Ready fake nodes, or reuses a healthy running one
-        (adding nodes up to `nodes`). Returns the seconds it took."""
+    def up(self, *, nodes: int = 3, real_nodes: int = 0, timeout: float = 120.0) -> float:
+        """Starts the cluster with `nodes` Ready fake nodes (and `real_nodes`, 0 or 1, real
+        kubelet nodes: realnode.py), or reuses a healthy running one (adding nodes up to
+        `nodes`). Returns the seconds it took."""
         start = time.monotonic()
         with self._lock():
             # Whoever calls `up` keeps the cluster: sessions ending later leave it running.
             self._session_started.unlink(missing_ok=True)
-            return self._up(nodes, timeout, start)
+            return self._up(nodes, timeout, start, real_nodes)
 
     @contextlib.contextmanager
-    def session(self, *, nodes: int = 3, timeout: float = 120.0) -> Iterator[Cluster]:
+    def session(self, *, nodes: int = 3, real_nodes: int = 0,
+                timeout: float = 120.0) -> Iterator[Cluster]:
         """Uses the cluster for a while (a test session): starts it unless it is running, and
         at the end stops it if a session started it and no other live session uses it. A
         cluster started with `up` (a developer's) is reused and left running."""
         with self._lock():
             running = self.is_healthy()
-            self._up(nodes, timeout, time.monotonic())
+            self._up(nodes, timeout, time.monotonic(), real_nodes)
             if not running:
                 self._session_started.touch()
             me = register_user(self._sessions)
@@ -154,21 +156,38 @@ class Cluster:
                 if self._session_started.exists() and not live_users(self._sessions):
                     self._down()
 
-    def _up(self, nodes: int, timeout: float, start: float) -> float:
+    def _up(self, nodes: int, timeout: float, start: float, real_nodes: int = 0) -> float:
         self.timings = {}
+        if real_nodes not in (0, 1):
+            raise ClusterError("--real-nodes: 0 or 1 (one real node per machine)")
         if self.is_healthy():
             missing = nodes - len(self.node_names())
             if missing > 0:
                 self.add_nodes(missing, timeout=timeout)
-            return time.monotonic() - start
-        self._check_binaries()
-        try:
-            return self._start(nodes, timeout, start)
-        except ComponentError as e:
-            # A free port taken by someone else between our pick and the component's bind.
-            if "address already in use" not in str(e):
+        else:
+            self._check_binaries()
+            try:
+                self._start(nodes, timeout, start)
+            except ComponentError as e:
+                # A free port taken by someone else between our pick and the component's bind.
+                if "address already in use" not in str(e):
+                    raise
+                self._start(nodes, timeout, start)
+        if real_nodes:
+            node = self.real_node()
+            try:
+                node.up(timeout=max(timeout, 180.0))
+            except BaseException:
+                self._down()
                 raise
-        return self._start(nodes, timeout, start)
+            for phase, seconds in node.timings.items():
+                self.timings[f"real node: {phase}"] = seconds
+        return time.monotonic() - start
+
+    def real_node(self):
+        """The real kubelet node of this state dir (localcluster/realnode.py)."""
+        from .realnode import RealNode
+        return RealNode(self)
 
     def _start(self, nodes: int, timeout: float, start: float) -> float:
         self._down()  # whatever is left of an earlier, unhealthy run
@@ -213,6 +232,9 @@ class Cluster:
             self._down()
 
     def _down(self) -> None:
+        if (self.state_dir / "realnode").exists():
+            # Before the control plane: kubelet drains its pods through the API server.
+            self.real_node().down()
         self._session_started.unlink(missing_ok=True)
         shutil.rmtree(self._sessions, ignore_errors=True)
         names = self.procs.names()

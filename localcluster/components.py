@@ -57,6 +57,12 @@ def apiserver(bin_dir: Path, state: Path, ports: Ports) -> list[str]:
             # The `kubernetes` Service must not advertise a loopback endpoint to pods.
             "--endpoint-reconciler-type=none",
             "--allow-privileged=true", "--profiling=false",
+            # A real node (realnode.py) is reached at its InternalIP (its name does not resolve),
+            # for logs, exec and port-forward, as cluster-admin.
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-client-certificate={pki / 'admin.crt'}",
+            f"--kubelet-client-key={pki / 'admin.key'}",
+            f"--kubelet-certificate-authority={pki / 'ca.crt'}",
             # With WatchList on, the apiserver turns every watch from resourceVersion 0 into a
             # watch-list, which needs RequestWatchProgress from etcd; Debian's etcd 3.4 lacks
             # it, so such watches fail again and again and kwok's informers fall behind by tens
