@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from fake_apiserver import kubeconfig_text
 from helmbin import HELM_MAJORS, helm_path
+from unreachable_cluster import write_unreachable_kubeconfig
 
 
 @pytest.fixture(params=HELM_MAJORS, ids=lambda major: f"helm{major}")
@@ -38,19 +36,4 @@ def on_path_helm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, helm: str) -> 
 @pytest.fixture
 def unreachable_kubeconfig(tmp_path: Path) -> Path:
     """A kubeconfig naming a loopback port nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    path = tmp_path / "unreachable-kubeconfig"
-    path.write_text(kubeconfig_text(f"https://127.0.0.1:{port}"))
-    path.chmod(0o600)
-    return path
-
-
-@pytest.fixture
-def empty_cluster(tmp_path: Path) -> Iterator[Path]:
-    """A kubeconfig for a stand-in API server that holds no objects (see fake_apiserver)."""
-    from fake_apiserver import fake_apiserver
-
-    with fake_apiserver(tmp_path) as kubeconfig:
-        yield kubeconfig
+    return write_unreachable_kubeconfig(tmp_path / "unreachable-kubeconfig")

@@ -99,13 +99,6 @@ def test_live_helm_failure_maps_to_the_named_error(helm: str, scenario: str) -> 
     assert type(from_helm_failure(result.returncode, result.stderr)) is _expected(scenario)
 
 
-def test_api_raises_release_not_found(helm: str, empty_cluster: Path) -> None:
-    with pytest.raises(vineyard_helm.ReleaseNotFoundError) as caught:
-        vineyard_helm.status("nothere", namespace="ns", kubeconfig=empty_cluster, helm=helm)
-    assert caught.value.returncode == 1
-    assert "release: not found" in caught.value.stderr
-
-
 def test_api_raises_cluster_unreachable(helm: str, unreachable_kubeconfig: Path) -> None:
     for call in (
         lambda: vineyard_helm.status(kubeconfig=unreachable_kubeconfig, helm=helm),
@@ -114,15 +107,6 @@ def test_api_raises_cluster_unreachable(helm: str, unreachable_kubeconfig: Path)
     ):
         with pytest.raises(vineyard_helm.ClusterUnreachableError):
             call()
-
-
-def test_uninstall_of_a_missing_release_can_be_ignored(helm: str, empty_cluster: Path) -> None:
-    vineyard_helm.uninstall("nothere", kubeconfig=empty_cluster, helm=helm, ignore_not_found=True)
-
-
-def test_upgrade_of_a_missing_release_is_not_found(helm: str, empty_cluster: Path) -> None:
-    with pytest.raises(vineyard_helm.ReleaseNotFoundError):
-        vineyard_helm.upgrade(release="nothere", kubeconfig=empty_cluster, helm=helm)
 
 
 def test_recorder_writes_what_helm_prints(helm: str) -> None:

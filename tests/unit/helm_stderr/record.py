@@ -5,15 +5,16 @@
 For each binary, runs helm in failing situations and writes
 ``helm<major>/<scenario>.stderr`` beside this file. The scenario name's prefix (before the
 last ``__``) names the exception vineyard_helm must raise for it. Scenarios that need a real
-cluster (a name already in use, a wait that times out) run only with ``--cluster``.
-The same scenarios (except the cluster ones) are replayed live by the unit tests.
+cluster (a missing release, a name already in use, a wait that times out) run only with
+``--cluster`` (the local cluster: ``python -m localcluster kubeconfig``). The unit tests replay
+the others live; tests/e2e/test_e2e_python_api.py replays the cluster ones against a real API
+server.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,37 +28,21 @@ REPO = HERE.parents[2]
 CHART = REPO / "charts" / "vineyard"
 sys.path.insert(0, str(HERE.parent))
 
-from fake_apiserver import fake_apiserver, kubeconfig_text  # noqa: E402
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from unreachable_cluster import write_unreachable_kubeconfig  # noqa: E402
 
 
 @contextmanager
 def environments(cluster: Path | None) -> Iterator[dict[str, Path | None]]:
     with tempfile.TemporaryDirectory(prefix="helm-stderr-") as tmp:
         directory = Path(tmp)
-        unreachable = directory / "unreachable-kubeconfig"
-        unreachable.write_text(kubeconfig_text(f"https://127.0.0.1:{closed_port()}"))
-        unreachable.chmod(0o600)
+        unreachable = write_unreachable_kubeconfig(directory / "unreachable-kubeconfig")
         bad_values = directory / "bad-values.yaml"
         bad_values.write_text("socket:\n  volume:\n    type: nfs\nvineyard:\n  size: 12\n")
-        with fake_apiserver(directory) as empty:
-            yield {
-                "unreachable": unreachable,
-                "empty": empty,
-                "bad_values": bad_values,
-                "cluster": cluster,
-            }
+        yield {"unreachable": unreachable, "bad_values": bad_values, "cluster": cluster}
 
 
 def scenarios(env: dict[str, Path | None]) -> dict[str, list[str]]:
     unreachable = ["--kubeconfig", str(env["unreachable"])]
-    empty = ["--kubeconfig", str(env["empty"])]
     out = {
         "ClusterUnreachableError__status": ["status", "vineyard", "-n", "vineyard", *unreachable],
         "ClusterUnreachableError__install": [
@@ -81,24 +66,6 @@ def scenarios(env: dict[str, Path | None]) -> dict[str, list[str]]:
             *unreachable,
             "--kube-context",
             "no-such-context",
-        ],
-        "ReleaseNotFoundError__status": ["status", "nothere", "-n", "vineyard", *empty],
-        "ReleaseNotFoundError__get_metadata": [
-            "get",
-            "metadata",
-            "nothere",
-            "-n",
-            "vineyard",
-            *empty,
-        ],
-        "ReleaseNotFoundError__uninstall": ["uninstall", "nothere", "-n", "vineyard", *empty],
-        "ReleaseNotFoundError__upgrade": [
-            "upgrade",
-            "nothere",
-            str(CHART),
-            "-n",
-            "vineyard",
-            *empty,
         ],
         "ChartNotFoundError__directory": ["template", "vineyard", "/nonexistent/vineyard-chart"],
         "ChartNotFoundError__repo": ["template", "vineyard", "no-such-repo/vineyard"],
@@ -127,6 +94,12 @@ def scenarios(env: dict[str, Path | None]) -> dict[str, list[str]]:
             "--kubeconfig",
             str(cluster),
         ]
+        # A namespace that holds no release (it need not exist).
+        nowhere = ["-n", f"vh-stderr-none-{uuid.uuid4().hex[:6]}", "--kubeconfig", str(cluster)]
+        out["ReleaseNotFoundError__status"] = ["status", "nothere", *nowhere]
+        out["ReleaseNotFoundError__get_metadata"] = ["get", "metadata", "nothere", *nowhere]
+        out["ReleaseNotFoundError__uninstall"] = ["uninstall", "nothere", *nowhere]
+        out["ReleaseNotFoundError__upgrade"] = ["upgrade", "nothere", str(CHART), *nowhere]
         out["ReleaseExistsError__install"] = ["install", release, str(CHART), *ns]  # run twice
         # No node can fit the pods, so they stay Pending and the wait runs out.
         out["WaitTimeoutError__install"] = [
