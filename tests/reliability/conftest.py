@@ -79,7 +79,7 @@ def make_namespace(c: Cluster, prefix: str, labels: dict[str, str] | None = None
     c.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                        "metadata": {"name": name, "labels": labels or {}}})
     # Pods are refused until the token controller has made the namespace's default SA.
-    assert wait_until(lambda: exists(c, f"/api/v1/namespaces/{name}/serviceaccounts/default"),
+    assert wait_until(lambda: c.api.ok(f"/api/v1/namespaces/{name}/serviceaccounts/default"),
                       30), f"no default ServiceAccount in {name}"
     return name
 
@@ -90,16 +90,6 @@ def delete_namespace(c: Cluster, name: str) -> None:
     except ApiError as e:
         if e.status != 404:
             raise
-
-
-def exists(c: Cluster, path: str) -> bool:
-    try:
-        c.api.get(path)
-        return True
-    except ApiError as e:
-        if e.status == 404:
-            return False
-        raise
 
 
 @pytest.fixture

@@ -55,11 +55,8 @@ def when(condition: Callable[[], bool], timeout: float = 60) -> None:
 
 
 def release_secret_exists(c: Cluster, namespace: str, release: str, revision: int) -> bool:
-    try:
-        c.api.get(f"/api/v1/namespaces/{namespace}/secrets/sh.helm.release.v1.{release}.v{revision}")
-        return True
-    except (ApiError, OSError):
-        return False
+    secret = f"sh.helm.release.v1.{release}.v{revision}"
+    return c.api.ok(f"/api/v1/namespaces/{namespace}/secrets/{secret}")
 
 
 def run_in_thread(function: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
@@ -220,23 +217,23 @@ def test_sigint_during_install_wait_then_install_again(
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     left = release_info(c, "vineyard", ns)
-    again = helm(c, "install", "vineyard", str(CHART), "-n", ns, "-f",
-                 str(CI_DIR / "hostpath-values.yaml"), "--wait", "--timeout", "90s")
+
+    def install_again(*flags: str) -> subprocess.CompletedProcess[str]:
+        return helm(c, "install", "vineyard", str(CHART), "-n", ns, "-f",
+                    str(CI_DIR / "hostpath-values.yaml"), *flags, "--wait", "--timeout", "90s")
+
+    again = install_again()
     if again.returncode == 0:
         needed = "nothing: a second `helm install` succeeded"
     else:
         assert re.search(r"cannot re-?use a name that is still in use", again.stderr), again.stderr
-        replace = helm(c, "install", "vineyard", str(CHART), "-n", ns, "-f",
-                       str(CI_DIR / "hostpath-values.yaml"), "--replace", "--wait",
-                       "--timeout", "90s")
-        if replace.returncode == 0:
+        if install_again("--replace").returncode == 0:
             needed = ("a second `helm install` is refused (name still in use); "
                       "`helm install --replace` succeeds")
         else:
             proc2 = helm(c, "uninstall", "vineyard", "-n", ns, "--wait")
             assert proc2.returncode == 0, proc2.stderr
-            again = helm(c, "install", "vineyard", str(CHART), "-n", ns, "-f",
-                         str(CI_DIR / "hostpath-values.yaml"), "--wait", "--timeout", "90s")
+            again = install_again()
             assert again.returncode == 0, again.stderr
             needed = ("a second `helm install` is refused (name still in use), so is "
                       "`--replace`; `helm uninstall` then `helm install` succeeds")
