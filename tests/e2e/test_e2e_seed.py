@@ -99,9 +99,11 @@ def test_daemonset_desired_equals_ready_equals_ready_nodes(cluster: Cluster, see
     counts = wait_daemonset_settled(cluster, seed.namespace, "vineyard")
     nodes = len(ready_nodes(cluster))
     assert counts["desiredNumberScheduled"] == counts["numberReady"] == nodes >= 3
-    vineyardd = pods(cluster, seed.namespace,
-                     f"{INSTANCE}=vineyard,app.kubernetes.io/component=vineyardd")
-    assert sorted(p["spec"]["nodeName"] for p in vineyardd) == ready_nodes(cluster)
+    selector = f"{INSTANCE}=vineyard,app.kubernetes.io/component=vineyardd"
+    # One pod on each Ready node (read again until both lists agree: another test session may
+    # share the cluster and add a node meanwhile).
+    wait_for(lambda: sorted(p["spec"]["nodeName"] for p in pods(cluster, seed.namespace, selector))
+             == ready_nodes(cluster), "one vineyard pod on each Ready node")
 
 
 def test_etcd_pods_are_running_and_ready(cluster: Cluster, seed: Seed) -> None:
