@@ -34,10 +34,18 @@ NODES = 3
 sys.path.insert(0, str(REPO / "tests" / "chart"))  # chart_render: the shared `helm template` helper
 
 
+# What a figure depends on: a run with uncommitted changes here is marked as such in the table.
+MEASURED = ["tests/reliability", "tests/chart/chart_render.py", "charts/vineyard", "vineyard_helm",
+            "localcluster"]
+
+
 def _commit() -> str:
-    proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                          text=True, check=False)
-    return proc.stdout.strip() or "unknown"
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                              check=False).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return f"{head}+uncommitted" if git("status", "--porcelain", "--", *MEASURED) else head
 
 
 Recorder = Callable[..., None]
