@@ -39,6 +39,9 @@ HELM = str(BIN / "helm")
 STATE_DIR = REPO / ".cache" / "bench-cluster"
 RESULTS_JSON = BENCH / "results.json"
 CHART = REPO / "charts" / "vineyard"
+RELEASE = "vb"
+# Every script installs these values: a vineyard.size within the default 512Mi memory limit.
+VALUES: dict[str, Any] = {"vineyard": {"size": "128Mi"}}
 
 
 # --- timing ------------------------------------------------------------------------------------
@@ -134,13 +137,23 @@ def machine() -> dict[str, Any]:
             "kernel": platform.release()}
 
 
-def record(family: str, data: dict[str, Any], *, started_load: list[float]) -> None:
+def record(family: str, data: dict[str, Any], *, started_load: list[float],
+           merge_sizes: bool = False) -> None:
     """Stores one family's results in bench/results.json (other families kept), with the date,
-    versions, machine and the load average at start and end."""
+    versions, machine and the load average at start and end. With `merge_sizes`, the family's
+    earlier `sizes` entries for other node counts are kept (each entry carries its own date
+    and load), so a big size can be added by a separate run."""
     results = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
+    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    for size in data.get("sizes", []):
+        size.setdefault("date", date)
+        size.setdefault("load", {"start": started_load, "end": load()})
+    if merge_sizes and family in results and "sizes" in data:
+        new = {s["nodes"] for s in data["sizes"]}
+        kept = [s for s in results[family].get("sizes", []) if s["nodes"] not in new]
+        data = {**data, "sizes": sorted(kept + data["sizes"], key=lambda s: s["nodes"])}
     results[family] = {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "versions": versions(), "machine": machine(),
+        "date": date, "versions": versions(), "machine": machine(),
         "load": {"start": started_load, "end": load()},
         "argv": sys.argv[1:], **data,
     }
@@ -302,30 +315,47 @@ def client_throttling(cluster: Cluster) -> dict[str, float]:
 # --- watching the API --------------------------------------------------------------------------
 
 class Watch(threading.Thread):
-    """Streams watch events of one collection to `sink(monotonic_time, event)` until stop()."""
+    """Streams watch events of one collection to `sink(monotonic_time, event)` until stop().
+
+    Starts with a LIST, passed on as a synthetic {"type": "SYNC", "items": [...]} event, then
+    watches from its resourceVersion. If the apiserver ends the stream (it closes watchers that
+    fall behind), the thread lists and watches again, so no deletion goes unseen; `restarts`
+    counts how often."""
 
     def __init__(self, cluster: Cluster, path: str, sink: Callable[[float, dict], None]):
         super().__init__(daemon=True)
         api = cluster.api
-        url = urlparse(api.server)
-        self._conn = http.client.HTTPSConnection(url.hostname, url.port, context=api._ssl,
-                                                 timeout=3600)
-        sep = "&" if "?" in path else "?"
-        self._path = f"{path}{sep}watch=1&timeoutSeconds=3600"
-        self._sink = sink
+        self._url, self._ssl = urlparse(api.server), api._ssl
+        self._path, self._sink = path, sink
+        self._conn: http.client.HTTPSConnection | None = None
         self._stopping = False
+        self.restarts = -1
         self.ready = threading.Event()
 
+    def _get(self, path: str) -> http.client.HTTPResponse:
+        self._conn = http.client.HTTPSConnection(self._url.hostname, self._url.port,
+                                                 context=self._ssl, timeout=3600)
+        self._conn.request("GET", path, headers={"Accept": "application/json"})
+        return self._conn.getresponse()
+
     def run(self) -> None:
+        sep = "&" if "?" in self._path else "?"
         try:
-            self._conn.request("GET", self._path, headers={"Accept": "application/json"})
-            resp = self._conn.getresponse()
-            self.ready.set()
             while not self._stopping:
-                line = resp.readline()
-                if not line:
-                    break
-                self._sink(time.monotonic(), json.loads(line))
+                self.restarts += 1
+                listed = json.loads(self._get(self._path).read())
+                self._conn.close()
+                self._sink(time.monotonic(), {"type": "SYNC", "items": listed.get("items", [])})
+                version = listed["metadata"]["resourceVersion"]
+                resp = self._get(f"{self._path}{sep}watch=1&resourceVersion={version}"
+                                 "&timeoutSeconds=3600")
+                self.ready.set()
+                while not self._stopping:
+                    line = resp.readline()
+                    if not line:
+                        break
+                    self._sink(time.monotonic(), json.loads(line))
+                self._conn.close()
         except (OSError, ValueError, AttributeError, http.client.HTTPException):
             # AttributeError: http.client tripping over the socket that stop() closed.
             if not self._stopping:
@@ -335,10 +365,12 @@ class Watch(threading.Thread):
 
     def stop(self) -> None:
         self._stopping = True
-        with contextlib.suppress(OSError):
-            if self._conn.sock:
-                self._conn.sock.shutdown(2)
-        self._conn.close()
+        conn = self._conn
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                if conn.sock:
+                    conn.sock.shutdown(2)
+            conn.close()
 
 
 def pod_ready(pod: dict) -> bool:
@@ -369,6 +401,10 @@ class PodTracker:
     def __exit__(self, *exc: Any) -> None:
         self._watch.stop()
 
+    @property
+    def watch_restarts(self) -> int:
+        return self._watch.restarts
+
     def reset_clock(self) -> None:
         with self.cond:
             self.t0 = time.monotonic()
@@ -385,6 +421,15 @@ class PodTracker:
         return len(self.track_nodes - ready) if self.track_nodes is not None else 0
 
     def _on_event(self, now: float, event: dict) -> None:
+        if event.get("type") == "SYNC":  # a (re-)list: what is not in it is gone
+            names = {p["metadata"]["name"] for p in event["items"]}
+            for name, rec in list(self.pods.items()):
+                if name not in names and "deleted" not in rec:
+                    self._on_event(now, {"type": "DELETED", "object": {
+                        "metadata": {"name": name}, "spec": {"nodeName": rec.get("node")}}})
+            for pod in event["items"]:
+                self._on_event(now, {"type": "MODIFIED", "object": pod})
+            return
         pod = event.get("object", {})
         meta = pod.get("metadata", {})
         name = meta.get("name")
@@ -456,9 +501,12 @@ class ObjectTimes:
         self._watches = [Watch(cluster, p.format(ns=namespace), self._on_event) for p in paths]
 
     def _on_event(self, now: float, event: dict) -> None:
+        if event.get("type") == "SYNC":
+            for obj in event["items"]:
+                self._on_event(now, {"type": "ADDED", "object": obj})
+            return
         obj = event.get("object", {})
-        key = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
-        self.seen.setdefault(key, now - self.t0)
+        self.seen.setdefault(obj.get("metadata", {}).get("name"), now - self.t0)
 
     def __enter__(self) -> ObjectTimes:
         for w in self._watches:

@@ -25,6 +25,8 @@ from typing import Any
 from common import (
     CHART,
     HELM,
+    RELEASE,
+    VALUES,
     apiserver_requests,
     bench_cluster,
     diff_counts,
@@ -36,9 +38,6 @@ from common import (
 )
 
 from localcluster import Cluster
-
-RELEASE = "vb"
-VALUES: dict[str, Any] = {"vineyard": {"size": "128Mi"}}
 
 
 def etcd_sizes(cluster: Cluster) -> dict[str, int]:

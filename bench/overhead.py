@@ -25,6 +25,7 @@ from pathlib import Path
 from common import (
     CHART,
     HELM,
+    VALUES,
     bench_cluster,
     interleaved,
     load,
@@ -37,7 +38,6 @@ from common import (
     write_values,
 )
 
-VALUES = {"vineyard": {"size": "128Mi"}}
 IMPORT_PROBE = ("import time; w, c = time.perf_counter(), time.process_time(); "
                 "import vineyard_helm; print(time.perf_counter() - w, time.process_time() - c)")
 GOAL_RATIO, GOAL_IMPORT_MS = 1.10, 150.0

@@ -23,6 +23,8 @@ from typing import Any
 from common import (
     CHART,
     HELM,
+    RELEASE,
+    VALUES,
     ComponentCpu,
     KeepAliveApi,
     ObjectTimes,
@@ -35,6 +37,7 @@ from common import (
     diff_counts,
     load,
     log,
+    pod_ready,
     record,
     rendered,
     set_nodes,
@@ -43,8 +46,6 @@ from common import (
 
 from localcluster import Cluster
 
-RELEASE = "vb"
-VALUES: dict[str, Any] = {"vineyard": {"size": "128Mi"}}
 MILESTONES = ("api_calls_done", "ds_pods_created", "ds_pods_bound", "etcd_ready", "all_ready",
               "install_returned")
 
@@ -93,15 +94,33 @@ def install_run(cluster: Cluster, nodes: int, namespace: str, *,
                               helm=HELM)
         returned = time.monotonic() - pods.t0
         client_cpu = cpu_seconds() - client_cpu
-        if not pods.wait(lambda p: p.all_ready(_expected_pods(nodes)), 60):
+        at_return = state_now(cluster, namespace)
+        # Helm 4's --wait can return before every pod is Ready (seen from 100 nodes up).
+        if not pods.wait(lambda p: p.all_ready(_expected_pods(nodes)), timeout):
             raise TimeoutError(f"install returned but pods not all Ready in {namespace}")
-        profile = {**probe.stop(), "client_cpu_s": round(client_cpu, 2)}
+        profile = {**probe.stop(), "client_cpu_s": round(client_cpu, 2),
+                   "watch_restarts": pods.watch_restarts}
         return {"api_calls_done": max(objs.seen.values()),
                 "ds_pods_created": pods.milestone("added", "vineyardd"),
                 "ds_pods_bound": pods.milestone("bound", "vineyardd"),
                 "etcd_ready": pods.milestone("ready", "etcd"),
                 "all_ready": pods.milestone("ready"),
-                "install_returned": returned, "profile": profile}
+                "install_returned": returned, "at_return": at_return, "profile": profile}
+
+
+def state_now(cluster: Cluster, namespace: str) -> dict[str, Any]:
+    """What the API says right now (a fresh LIST, no watch lag): DaemonSet status and how many
+    of the namespace's pods are Ready. Taken when helm --wait returns, it shows whether helm
+    returned with pods still unready."""
+    api = cluster.api
+    ds = api.get(f"/apis/apps/v1/namespaces/{namespace}/daemonsets")["items"]
+    items = api.get(f"/api/v1/namespaces/{namespace}/pods", timeout=60)["items"]
+    status = ds[0].get("status", {}) if ds else {}
+    return {"pods": len(items), "pods_ready": sum(1 for p in items if pod_ready(p)),
+            "ds_status": {k: status.get(k) for k in (
+                "desiredNumberScheduled", "currentNumberScheduled", "updatedNumberScheduled",
+                "numberReady", "numberAvailable", "observedGeneration")},
+            "ds_generation": ds[0]["metadata"]["generation"] if ds else None}
 
 
 def pod_templates(namespace: str) -> tuple[dict, dict, dict]:
@@ -152,7 +171,8 @@ def floor_run(cluster: Cluster, nodes: int, namespace: str, *,
                 "ds_pods_created": pods.milestone("added", "vineyardd"),
                 "ds_pods_bound": pods.milestone("bound", "vineyardd"),
                 "etcd_ready": pods.milestone("ready", "etcd"),
-                "all_ready": pods.milestone("ready"), "profile": probe.stop()}
+                "all_ready": pods.milestone("ready"),
+                "profile": {**probe.stop(), "watch_restarts": pods.watch_restarts}}
 
 
 def medians(runs: list[dict[str, Any]]) -> dict[str, float]:
@@ -160,15 +180,67 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, float]:
             if all(r.get(k) is not None for r in runs)}
 
 
-def measure(cluster: Cluster, nodes: int, runs: int, tag: str) -> dict[str, Any]:
-    """`runs` interleaved rounds (install, floor) on `nodes` fake nodes."""
+def failure_evidence(cluster: Cluster, namespace: str) -> dict[str, Any]:
+    """Why a run did not finish, from the API (server timestamps, 1 s resolution): when the
+    pods were created, bound and had their containers Ready (seconds after the first workload
+    object; min/median/max), how many are not Ready, and the events the node lifecycle
+    controller raised (NodeNotReady) meanwhile."""
+    from datetime import datetime
+
+    def ts(text: str) -> datetime:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    api = cluster.api
+    pods = api.get(f"/api/v1/namespaces/{namespace}/pods", timeout=120)["items"]
+    workloads = (api.get(f"/apis/apps/v1/namespaces/{namespace}/daemonsets")["items"]
+                 + api.get(f"/apis/apps/v1/namespaces/{namespace}/statefulsets")["items"])
+    if not workloads:
+        return {"pods": len(pods)}
+    t0 = min(ts(w["metadata"]["creationTimestamp"]) for w in workloads)
+
+    def spread(times: list[datetime]) -> list[float] | None:
+        times = sorted(times)
+        return ([round((t - t0).total_seconds()) for t in (times[0], times[len(times) // 2],
+                                                              times[-1])] if times else None)
+
+    def cond(pod: dict, kind: str) -> dict:
+        return next((c for c in pod["status"].get("conditions") or [] if c["type"] == kind), {})
+
+    events = api.get("/api/v1/events?fieldSelector=reason%3DNodeNotReady", timeout=120)["items"]
+    recent = [e for e in events if ts(e.get("lastTimestamp") or e["metadata"][
+        "creationTimestamp"]) >= t0]
+    return {"pods": len(pods),
+            "created_s": spread([ts(p["metadata"]["creationTimestamp"]) for p in pods]),
+            "bound_s": spread([ts(cond(p, "PodScheduled")["lastTransitionTime"]) for p in pods
+                               if cond(p, "PodScheduled").get("status") == "True"]),
+            "containers_ready_s": spread([ts(cond(p, "ContainersReady")["lastTransitionTime"])
+                                          for p in pods
+                                          if cond(p, "ContainersReady").get("status") == "True"]),
+            "not_ready": sum(1 for p in pods if cond(p, "Ready").get("status") != "True"),
+            "node_not_ready_events": {
+                "Node": sum(1 for e in recent if e["involvedObject"]["kind"] == "Node"),
+                "Pod": sum(1 for e in recent if e["involvedObject"]["kind"] == "Pod")},
+            "daemonset_status": workloads[0].get("status")}
+
+
+def measure(cluster: Cluster, nodes: int, runs: int, tag: str, *,
+            timeout: float = 900) -> dict[str, Any]:
+    """`runs` interleaved rounds (install, floor) on `nodes` fake nodes. A run that does not
+    finish within `timeout` ends the size: its result is the failure and the evidence."""
     setup = set_nodes(cluster, nodes)
     installs, floors = [], []
     for i in range(runs):
         for kind, fn, sink in (("install", install_run, installs), ("floor", floor_run, floors)):
             namespace = f"bench-{tag}-{nodes}-{kind}-{i}"
             log(f"{nodes} nodes: {kind} {i + 1}/{runs}")
-            sink.append(fn(cluster, nodes, namespace))
+            try:
+                sink.append(fn(cluster, nodes, namespace, timeout=timeout))
+            except Exception as error:
+                log(f"  {kind} did not finish: {str(error).splitlines()[0][:200]}")
+                evidence = failure_evidence(cluster, namespace)
+                wipe_namespace(cluster, namespace, release=RELEASE if kind == "install" else None)
+                return {"nodes": nodes, "failed": f"{kind}: {str(error)[:500]}",
+                        "timeout_s": timeout, "evidence": evidence}
             log(f"  all Ready {sink[-1]['all_ready']:.2f}s; cleaning up")
             wipe_namespace(cluster, namespace, release=RELEASE if kind == "install" else None)
     mi, mf = medians(installs), medians(floors)
@@ -180,13 +252,18 @@ def measure(cluster: Cluster, nodes: int, runs: int, tag: str) -> dict[str, Any]
             "ratio_install_returned": mi["install_returned"] / mf["all_ready"]}
 
 
-def run_family(family: str, node_counts: list[int], runs: int) -> dict[str, Any]:
+def run_family(family: str, node_counts: list[int], runs: int, *,
+               timeout: float = 900) -> dict[str, Any]:
     started = load()
     results = []
     with bench_cluster(min(node_counts)) as cluster:
         for nodes in node_counts:
-            results.append(measure(cluster, nodes, runs, family))
+            results.append(measure(cluster, nodes, runs, family, timeout=timeout))
             r = results[-1]
+            if "failed" in r:
+                print(f"{nodes} nodes: did not finish ({r['failed'][:120]}); evidence: "
+                      f"{r['evidence']}", flush=True)
+                continue
             print(f"{nodes} nodes: install->all Ready {r['median_install']['all_ready']:.2f}s, "
                   f"returned {r['median_install']['install_returned']:.2f}s; floor "
                   f"{r['median_floor']['all_ready']:.2f}s; ratio {r['ratio_all_ready']:.2f}",

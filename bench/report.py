@@ -84,6 +84,10 @@ def overhead_md(r: dict[str, Any]) -> list[str]:
     return rows
 
 
+# scale.py's phases, in the order they happen (results.json stores keys sorted).
+PHASES = ("helm: render, validate, create objects", "controller: create DaemonSet pods",
+          "scheduler: bind the last pod", "kwok: last pod Ready",
+          "helm --wait: notice and return")
 MILESTONE_NAMES = [("api_calls_done", "workload objects created"),
                    ("ds_pods_created", "DaemonSet pods created"),
                    ("ds_pods_bound", "pods bound"), ("etcd_ready", "etcd Ready"),
@@ -98,24 +102,47 @@ def ready_md(r: dict[str, Any], title: str) -> list[str]:
             " | floor: all Ready | ratio all Ready / floor | runs where helm returned before "
             "all Ready |",
             "|---|---|" + "---|" * (len(MILESTONE_NAMES) + 3)]
+    failed = [s for s in r["sizes"] if "failed" in s]
     for s in r["sizes"]:
+        if "failed" in s:
+            continue
         mi, mf = s["median_install"], s["median_floor"]
         rows.append(f"| {s['nodes']} | {len(s['install'])} | " + " | ".join(
             f"{mi[k]:.2f}" if k in mi else "-" for k, _ in MILESTONE_NAMES) +
             f" | {mf['all_ready']:.2f} | {s['ratio_all_ready']:.1f} | "
             f"{s.get('helm_returned_before_all_ready', '-')} |")
     rows.append("")
+    for s in failed:
+        e = s["evidence"]
+        rows.append(f"- **{s['nodes']} nodes did not finish** within {s['timeout_s']:.0f}s "
+                    f"({s['failed'].splitlines()[0][:160]}). From the API afterwards: "
+                    f"{e.get('pods')} pods; created {e.get('created_s')}, bound "
+                    f"{e.get('bound_s')}, containers Ready {e.get('containers_ready_s')} s after "
+                    f"the workloads (first/median/last); {e.get('not_ready')} pods not Ready; "
+                    f"DaemonSet status {e.get('daemonset_status')}.")
+    for s in r["sizes"]:
+        if "failed" in s:
+            continue
+        seen = [run["at_return"] for run in s["install"] if run.get("at_return")]
+        if seen:
+            rows.append(f"- {s['nodes']} nodes, a fresh LIST as each install returned: "
+                        + "; ".join(
+                f"{a['pods_ready']}/{a['pods']} pods Ready, DaemonSet numberReady "
+                f"{a['ds_status']['numberReady']} of {a['ds_status']['desiredNumberScheduled']}"
+                for a in seen))
+    rows.append("")
     return rows
 
 
 def scale_md(r: dict[str, Any]) -> list[str]:
     rows = ready_md(r, "## 5. Scale limits")
-    rows += [f"Largest node count tried: **{r['largest_nodes']}**.", ""]
+    rows += [f"Largest node count tried: **{r['largest_nodes']}**; largest that finished: "
+             f"**{r.get('largest_nodes_finished')}**.", ""]
     for e in r["where_time_goes"]:
         rows += [f"Where the time goes at {e['nodes']} nodes (slowest install run, all Ready "
                  f"at {e['install_all_ready_s']:.1f}s; floor {e['floor_all_ready_s']:.1f}s):",
                  "", "| phase | seconds |", "|---|---|"]
-        rows += [f"| {k} | {v:.2f} |" for k, v in e["phases_s"].items()]
+        rows += [f"| {k} | {e['phases_s'][k]:.2f} |" for k in PHASES if k in e["phases_s"]]
         rate = e["controller_pods_per_s"]
         rows += ["", f"- slowest phase: **{e['slowest_phase']}**"
                  + (f"; the controller made {rate:.1f} pods/s" if rate else ""),
@@ -125,7 +152,8 @@ def scale_md(r: dict[str, Any]) -> list[str]:
                  "- seconds waited in client-side rate limiters: " + ", ".join(
                      f"{k} {v:.1f}" for k, v in e["throttled_s"].items()),
                  f"- apiserver requests: {e['apiserver_requests']}, most: " + ", ".join(
-                     f"{k} {v:.0f}" for k, v in list(e["top_requests"].items())[:6]), ""]
+                     f"{k} {v:.0f}" for k, v in sorted(e["top_requests"].items(),
+                                                       key=lambda kv: -kv[1])[:8]), ""]
     return rows
 
 
@@ -135,8 +163,8 @@ def rollout_md(r: dict[str, Any]) -> list[str]:
             "new spec and is Ready; the most nodes without a Ready vineyardd at any moment "
             "(pod watch). OnDelete: the upgrade itself changes no pod; the time is a by-hand "
             "replacement in batches of 10% of the nodes.", "",
-            "| nodes | strategy | runs | seconds (median) | pods/s | worst nodes without "
-            "vineyardd | allowed | notes |", "|---|---|---|---|---|---|---|---|"]
+            "| nodes (run at, load) | strategy | runs | seconds (median) | pods/s | worst nodes "
+            "without vineyardd | allowed | notes |", "|---|---|---|---|---|---|---|---|"]
     for s in r["sizes"]:
         for strategy, m in s["summary"].items():
             n = s["nodes"]
@@ -151,7 +179,9 @@ def rollout_md(r: dict[str, Any]) -> list[str]:
             if strategy != "OnDelete":
                 note = f"DaemonSet status said at most {max(ds_worst)}"
             t = f"{m['median_s']:.1f}" if m["median_s"] else "capped"
-            rows.append(f"| {n} | {strategy} | {m['runs']} | {t} | "
+            when = (f" ({s['date'][11:16]}, {s['load']['start'][0]:.1f})" if "date" in s
+                    else "")
+            rows.append(f"| {n}{when} | {strategy} | {m['runs']} | {t} | "
                         f"{m['median_pods_per_s']:.2f} | {m['worst_unavailable']} | {allowed} | "
                         f"{note} |")
     rows.append("")
@@ -219,7 +249,8 @@ def plots(results: dict[str, Any]) -> list[str]:
         fig.tight_layout()
         fig.savefig(PLOTS / "overhead.png", dpi=100)
         made.append("overhead.png")
-    sizes = [s for fam in ("ready", "scale") if fam in results for s in results[fam]["sizes"]]
+    sizes = [s for fam in ("ready", "scale") if fam in results for s in results[fam]["sizes"]
+             if "failed" not in s]
     if sizes:
         sizes = sorted({s["nodes"]: s for s in sizes}.values(), key=lambda s: s["nodes"])
         fig, ax = plt.subplots(figsize=(8, 4))

@@ -29,6 +29,7 @@ from typing import Any
 from common import (
     CHART,
     HELM,
+    RELEASE,
     PodTracker,
     bench_cluster,
     load,
@@ -40,7 +41,6 @@ from common import (
 
 from localcluster import Cluster
 
-RELEASE = "vb"
 SIZES = ("128Mi", "192Mi")
 HASH_LABEL = "controller-revision-hash"
 
@@ -197,6 +197,8 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=["1", "10%", "25%", "OnDelete"])
     parser.add_argument("--cap", type=float, default=600,
                         help="stop a rollout after this many seconds, recording its rate")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep earlier results for other node counts in results.json")
     args = parser.parse_args()
     started = load()
     out = []
@@ -207,7 +209,7 @@ def main() -> None:
                 t = f"{s['median_s']:.1f}s" if s["median_s"] else "capped"
                 print(f"{nodes} nodes, {strategy}: {t}, {s['median_pods_per_s']:.2f} pods/s, "
                       f"worst {s['worst_unavailable']} nodes without vineyardd", flush=True)
-    record("rollout", {"sizes": out}, started_load=started)
+    record("rollout", {"sizes": out}, started_load=started, merge_sizes=args.merge)
 
 
 if __name__ == "__main__":

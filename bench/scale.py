@@ -46,18 +46,22 @@ def explain(size: dict[str, Any]) -> dict[str, Any]:
             "client_cpu_s": prof.get("client_cpu_s"),
             "controller_pods_per_s": pods / created if created > 0 else None,
             "floor_all_ready_s": size["median_floor"]["all_ready"],
-            "install_all_ready_s": run["all_ready"]}
+            "install_all_ready_s": run["all_ready"], "at_return": run.get("at_return")}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nodes", type=int, nargs="+", default=[300])
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=600,
+                        help="seconds before a size's install (helm --wait) or floor gives up")
     args = parser.parse_args()
     started = load()
-    data = run_family("scale", args.nodes, args.runs)
+    data = run_family("scale", args.nodes, args.runs, timeout=args.timeout)
     data["largest_nodes"] = max(args.nodes)
-    data["where_time_goes"] = [explain(size) for size in data["sizes"]]
+    done = [size for size in data["sizes"] if "failed" not in size]
+    data["largest_nodes_finished"] = max((s["nodes"] for s in done), default=None)
+    data["where_time_goes"] = [explain(size) for size in done]
     for e in data["where_time_goes"]:
         print(f"{e['nodes']} nodes: slowest phase: {e['slowest_phase']} "
               f"({e['phases_s'][e['slowest_phase']]:.1f}s); throttled {e['throttled_s']}; "
