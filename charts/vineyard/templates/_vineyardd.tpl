@@ -53,6 +53,11 @@ it runs as vineyardd's user.
     - >-
       set -e;
       mkdir -p "{{ include "vineyard.socket.dir" . }}";
+      {{- if $hostPath }}
+      {{- /* Root without DAC_OVERRIDE cannot enter the gated directory a previous pod left
+      (owner vineyardd, mode 0750): take it back first, or a restarted pod fails here. */}}
+      chown 0 "{{ include "vineyard.socket.dir" . }}";
+      {{- end }}
       rm -f "{{ include "vineyard.socket.path" . }}";
       {{- if $hostPath }}
       chown {{ .Values.podSecurityContext.runAsUser | default 0 }}:{{ .Values.socket.access.groupId }} "{{ include "vineyard.socket.dir" . }}";
