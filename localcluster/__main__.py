@@ -53,7 +53,8 @@ def _up(cluster: Cluster, args: argparse.Namespace) -> int:
     seconds = cluster.up(nodes=args.nodes, real_nodes=args.real_nodes, timeout=args.timeout)
     verb = "reused" if reused else "started"
     real = f" and the real node {_real_node_name()}" if args.real_nodes else ""
-    print(f"cluster {verb} in {seconds:.1f}s with {len(cluster.node_names())} Ready fake nodes{real}")
+    fake = len(cluster.node_names())
+    print(f"cluster {verb} in {seconds:.1f}s with {fake} Ready fake nodes{real}")
     if cluster.timings:
         print("  " + ", ".join(f"{phase} {t:.1f}s" for phase, t in cluster.timings.items()))
     print(f"export KUBECONFIG={cluster.kubeconfig}")
@@ -117,8 +118,8 @@ def _real_node_name() -> str:
 
 
 COMMANDS = {"up": _up, "down": _down, "status": _status, "kubeconfig": _kubeconfig,
-            "add-node": _add_node, "remove-node": _remove_node, "serve-repo": _serve_repo, "demo": _demo,
-            "images": _images}
+            "add-node": _add_node, "remove-node": _remove_node, "serve-repo": _serve_repo,
+            "demo": _demo, "images": _images}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -32,7 +32,8 @@ DEFAULT_CACHE = REPO_ROOT / ".cache" / "images"
 VENV = REPO_ROOT / ".cache" / "venv"
 SUITE, MIRROR = "bookworm", "http://deb.debian.org/debian"
 VINEYARD_VERSION = "0.24.2"
-ETCD_BIN, ETCDCTL_BIN, BUSYBOX = Path("/usr/bin/etcd"), Path("/usr/bin/etcdctl"), Path("/bin/busybox")
+ETCD_BIN, ETCDCTL_BIN = Path("/usr/bin/etcd"), Path("/usr/bin/etcdctl")
+BUSYBOX = Path("/bin/busybox")
 ETCD_TAG = "v3.4.23"
 # Applets the chart's containers need that a minbase root lacks (it has sh, coreutils, grep).
 BUSYBOX_APPLETS = ("wget", "nc")
@@ -181,11 +182,13 @@ class Images:
         }
 
     def _worker_requirements(self) -> list[str]:
-        """vineyard and numpy pinned to the venv's versions."""
+        """vineyard, numpy and setuptools pinned to the venv's versions (vineyard imports
+        pkg_resources, which recent setuptools no longer ship)."""
+        names = ("vineyard", "numpy", "setuptools")
         out = _run(VENV / "bin" / "python", "-c",
                    "import importlib.metadata as m; "
-                   "print(m.version('vineyard'), m.version('numpy'))").stdout.split()
-        return [f"vineyard=={out[0]}", f"numpy=={out[1]}"]
+                   f"print(*(m.version(n) for n in {names!r}))").stdout.split()
+        return [f"{name}=={version}" for name, version in zip(names, out, strict=True)]
 
     def archive_path(self, ref: str, key: str) -> Path:
         name = ref.split("/", 1)[1].replace(":", "-")
@@ -284,12 +287,12 @@ class Images:
 
     def import_into(self, address: Path | str, archives: dict[str, Path]) -> None:
         """`ctr -n k8s.io images import` of each archive (unpacked for the default snapshotter)."""
-        for ref, archive in archives.items():
+        for archive in archives.values():
             _run("ctr", "--address", address, "-n", "k8s.io", "images", "import", archive)
 
 
 def _fix_modes(stage: Path) -> None:
-    for dirpath, dirnames, _ in os.walk(stage):
+    for dirpath, _, _ in os.walk(stage):
         os.chmod(dirpath, 0o755)
 
 

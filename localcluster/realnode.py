@@ -184,7 +184,7 @@ class RealNode:
         return json.loads((self.dir / "ports.json").read_text())
 
     def _write_configs(self) -> None:
-        d, state, p = self.dir, self.cluster.state_dir, self.cluster.state_dir / "pki"
+        d, p = self.dir, self.cluster.state_dir / "pki"
         for sub in ("cni/net.d", "cni/data", "kubelet", "pod-logs", "volume-plugins"):
             (d / sub).mkdir(parents=True, exist_ok=True)
         RUN_DIR.mkdir(parents=True, exist_ok=True)
@@ -194,7 +194,8 @@ class RealNode:
         # Certificates: the node's client identity (the Node authorizer and NodeRestriction
         # need system:node:<name> in system:nodes), its serving cert, kube-proxy's identity.
         for name, subject, usage, sans in (
-            (f"node-{NODE_NAME}", f"/O=system:nodes/CN=system:node:{NODE_NAME}", "clientAuth", None),
+            (f"node-{NODE_NAME}", f"/O=system:nodes/CN=system:node:{NODE_NAME}", "clientAuth",
+             None),
             (f"kubelet-serving-{NODE_NAME}", f"/CN={NODE_NAME}", "serverAuth",
              f"DNS:{NODE_NAME},IP:{NODE_IP}"),
             ("kube-proxy", "/CN=system:kube-proxy", "clientAuth", None),
@@ -344,10 +345,8 @@ state = "{RUN_DIR / 'state'}"
             forced.append(f"drain: {e}")
         # Sandboxes of deleted pods are stopped (network torn down) by kubelet right away.
         wait_until(lambda: not self._netns(), 15, 0.3)
-        try:
+        with contextlib.suppress(Exception):
             api.delete(path)
-        except Exception:
-            pass
 
     def _netns(self) -> list[Path]:
         ns_dir = Path("/run/netns")
@@ -362,8 +361,8 @@ state = "{RUN_DIR / 'state'}"
             forced.append(f"task {task[:12]}")
             self._ctr("tasks", "kill", "-s", "SIGKILL", task)
         for task in tasks:
-            wait_until(lambda: self._ctr("tasks", "rm", "-f", task).returncode == 0
-                       or task not in self._ctr("tasks", "ls", "-q").stdout, 10, 0.2)
+            wait_until(lambda t=task: self._ctr("tasks", "rm", "-f", t).returncode == 0
+                       or t not in self._ctr("tasks", "ls", "-q").stdout, 10, 0.2)
         for cid in self._ctr("containers", "ls", "-q").stdout.split():
             self._ctr("containers", "rm", cid)
 
@@ -400,11 +399,9 @@ state = "{RUN_DIR / 'state'}"
         # the images again in a fraction of the time. Nothing in it is mounted any more.
         for path in (RUN_DIR, self.kubelet_root, self.pod_logs):
             shutil.rmtree(path, ignore_errors=True)
-        try:
+        with contextlib.suppress(OSError):
             if OWNER_FILE.read_text().strip() == str(self.cluster.state_dir):
                 OWNER_FILE.unlink()
-        except OSError:
-            pass
 
     def _our_mounts(self) -> list[str]:
         roots = (str(RUN_DIR), str(self.dir), "/run/netns/cni-", "/var/run/netns/cni-")
@@ -466,10 +463,8 @@ def _remove_kubepods_cgroups() -> None:
     """kubelet's kubepods hierarchy in every cgroup v1 controller (deepest first)."""
     for top in CGROUP_ROOT.glob("*/kubepods"):
         for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
-            try:
+            with contextlib.suppress(OSError):
                 os.rmdir(dirpath)
-            except OSError:
-                pass
 
 
 def leftovers() -> dict[str, list[str]]:
@@ -497,5 +492,11 @@ def _comm(pid: str) -> str:
         return ""
 
 
-__all__ = ["NODE_NAME", "NODE_IP", "RealNode", "RealNodeError", "leftovers",
-           "unavailable_reason"]
+__all__ = [
+    "NODE_IP",
+    "NODE_NAME",
+    "RealNode",
+    "RealNodeError",
+    "leftovers",
+    "unavailable_reason",
+]

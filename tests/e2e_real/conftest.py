@@ -1,0 +1,192 @@
+"""Fixtures of the real-node suite: a local cluster with a real kubelet node (containerd, CNI
+bridge, kube-proxy, CoreDNS: localcluster/realnode.py) and no fake nodes, in its own state dir
+(.cache/realnode-cluster, or LOCALCLUSTER_REAL_STATE_DIR) so it never fights the kwok suite.
+
+The chart is installed with the locally built images (localcluster/images.py, pullPolicy
+Never). Workload pods run the worker image (python3 + vineyard client) as a non-root user.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from localcluster import ApiError, Cluster, images, wait_until
+from localcluster.cluster import REPO_ROOT
+from localcluster.demo import local_image_values
+from localcluster.realnode import NODE_NAME, unavailable_reason
+
+STATE_DIR = Path(os.environ.get("LOCALCLUSTER_REAL_STATE_DIR")
+                 or REPO_ROOT / ".cache" / "realnode-cluster")
+CHART = REPO_ROOT / "charts" / "vineyard"
+MEASURE_FILE = REPO_ROOT / ".cache" / "realnode-measurements.json"
+WORKER_UID = 1001          # not vineyardd's 1000, not in the socket group unless given
+SOCKET_GID = 2000
+LOCAL_IMAGES = local_image_values()
+
+
+def record(key: str, value) -> None:
+    """Adds a figure to .cache/realnode-measurements.json (the note's numbers)."""
+    data = json.loads(MEASURE_FILE.read_text()) if MEASURE_FILE.exists() else {}
+    data[key] = value
+    MEASURE_FILE.write_text(json.dumps(data, indent=2) + "\n")
+
+
+@pytest.fixture(scope="session")
+def real_cluster() -> Iterator[Cluster]:
+    c = Cluster(STATE_DIR)
+    reason = unavailable_reason(c.bin_dir)
+    if reason:
+        pytest.skip(f"no real node here: {reason}")
+    with c.session(nodes=0, real_nodes=1, timeout=300):
+        record("node join (kubelet start to Ready), s",
+               round(c.timings.get("real node: node join (kubelet start to Ready)", -1), 2))
+        yield c
+
+
+class Helm:
+    def __init__(self, cluster: Cluster, namespace: str):
+        self.cluster, self.namespace = cluster, namespace
+
+    def __call__(self, *args: str, check: bool = True,
+                 timeout: float = 600) -> subprocess.CompletedProcess:
+        res = subprocess.run(["helm", *args, "-n", self.namespace], env=self.cluster.env,
+                             capture_output=True, text=True, timeout=timeout)
+        if check and res.returncode:
+            raise AssertionError(f"helm {' '.join(args)}: {res.returncode}\n{res.stdout}\n"
+                                 f"{res.stderr}\n{self.describe()}")
+        return res
+
+    def install(self, release: str, *sets: str, values: dict | None = None,
+                wait: bool = True) -> float:
+        """helm install of the chart with local images; returns seconds to all pods Ready."""
+        argv = ["install", release, str(CHART)]
+        for s in [*LOCAL_IMAGES, *sets]:
+            argv += ["--set", s]
+        if values:
+            # JSON is YAML; a file keeps commas and newlines that --set would split on.
+            path = STATE_DIR / f"values-{self.namespace}-{release}.json"
+            path.write_text(json.dumps(values))
+            argv += ["-f", str(path)]
+        if wait:
+            argv += ["--wait", "--timeout", "4m"]
+        start = time.monotonic()
+        self(*argv)
+        return time.monotonic() - start
+
+    def describe(self) -> str:
+        pods = self.cluster.kubectl("-n", self.namespace, "get", "pods", "-o", "wide",
+                                    check=False).stdout
+        events = self.cluster.kubectl("-n", self.namespace, "get", "events",
+                                      "--sort-by=.lastTimestamp", check=False).stdout
+        return f"pods:\n{pods}\nevents:\n{events[-3000:]}"
+
+
+@pytest.fixture
+def namespace(real_cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:30].strip("-")
+    name = f"real-{slug}-{uuid.uuid4().hex[:5]}"
+    yield from _namespace(real_cluster, name)
+
+
+def _namespace(cluster: Cluster, name: str) -> Iterator[str]:
+    cluster.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                             "metadata": {"name": name}})
+    sa = f"/api/v1/namespaces/{name}/serviceaccounts/default"
+    assert wait_until(lambda: _exists(cluster, sa), 30)
+    yield name
+    for rel in _releases(cluster, name):
+        subprocess.run(["helm", "uninstall", rel, "-n", name, "--wait", "--timeout", "2m"],
+                       env=cluster.env, capture_output=True, check=False)
+    cluster.api.delete(f"/api/v1/namespaces/{name}")
+    wait_until(lambda: not _exists(cluster, f"/api/v1/namespaces/{name}"), 120, 0.5)
+    # The chart's hostPath socket directories (kubelet made them: DirectoryOrCreate).
+    shutil.rmtree(f"/var/run/vineyard/{name}", ignore_errors=True)
+    with contextlib.suppress(OSError):
+        os.rmdir("/var/run/vineyard")
+
+
+def _releases(cluster: Cluster, ns: str) -> list[str]:
+    res = subprocess.run(["helm", "list", "-q", "-n", ns], env=cluster.env,
+                         capture_output=True, text=True, check=False)
+    return res.stdout.split()
+
+
+def _exists(cluster: Cluster, path: str) -> bool:
+    try:
+        cluster.api.get(path)
+        return True
+    except ApiError as e:
+        if e.status == 404:
+            return False
+        raise
+
+
+def worker_pod(name: str, script: str, *, volumes: list[dict] | None = None,
+               mounts: list[dict] | None = None, env: list[dict] | None = None,
+               groups: list[int] | None = None) -> dict:
+    """A one-shot pod running `script` with python3 in the worker image, as WORKER_UID."""
+    sc: dict = {"runAsUser": WORKER_UID, "runAsGroup": WORKER_UID, "runAsNonRoot": True}
+    if groups:
+        sc["supplementalGroups"] = groups
+    return {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {
+            "restartPolicy": "Never", "nodeName": NODE_NAME, "securityContext": sc,
+            "enableServiceLinks": False, "automountServiceAccountToken": False,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "worker", "image": images.WORKER, "imagePullPolicy": "Never",
+                "command": ["python3", "-c", script], "env": env or [],
+                "volumeMounts": mounts or [],
+                "resources": {"limits": {"memory": "2Gi"}},
+            }],
+            "volumes": volumes or [],
+        },
+    }
+
+
+def hostpath_socket(host_dir: str) -> dict:
+    """The volume, mount and env of a workload pod in hostPath mode, as NOTES.txt prints them."""
+    return {"volumes": [{"name": "vineyard-socket",
+                         "hostPath": {"path": host_dir, "type": "Directory"}}],
+            "mounts": [{"name": "vineyard-socket", "mountPath": "/var/run/vineyard",
+                        "readOnly": True}],
+            "env": [{"name": "VINEYARD_IPC_SOCKET", "value": "/var/run/vineyard/vineyard.sock"}]}
+
+
+def run_pod(cluster: Cluster, ns: str, pod: dict, timeout: float = 180) -> tuple[str, str]:
+    """Creates the pod, waits until it ends; returns (phase, logs)."""
+    name = pod["metadata"]["name"]
+    cluster.api.create(f"/api/v1/namespaces/{ns}/pods", pod)
+    path = f"/api/v1/namespaces/{ns}/pods/{name}"
+    phase = ""
+
+    def done() -> bool:
+        nonlocal phase
+        phase = cluster.api.get(path)["status"].get("phase", "")
+        return phase in ("Succeeded", "Failed")
+
+    ok = wait_until(done, timeout, 0.3)
+    logs = cluster.kubectl("-n", ns, "logs", name, check=False)
+    out = logs.stdout + logs.stderr
+    if not ok:
+        status = json.dumps(cluster.api.get(path)["status"], indent=1)[-2000:]
+        raise AssertionError(f"pod {name} did not finish in {timeout}s ({phase}):\n{out}\n{status}")
+    return phase, out
+
+
+def ready_pods(cluster: Cluster, ns: str, selector: str) -> list[dict]:
+    pods = cluster.api.get(f"/api/v1/namespaces/{ns}/pods?labelSelector={selector}")["items"]
+    return [p for p in pods if p["metadata"].get("deletionTimestamp") is None and any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in p.get("status", {}).get("conditions") or [])]

@@ -1,0 +1,179 @@
+"""The other socket modes and the release's life cycle on the real node: PVC mode on a local
+PersistentVolume, emptyDir mode with the workload as a sidecar, etcd with persistence losing
+its pod, an upgrade that changes a flag, and uninstall leaving nothing on the node."""
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from localcluster import Cluster, wait_until
+from localcluster.realnode import NODE_NAME
+
+from .conftest import SOCKET_GID, Helm, hostpath_socket, ready_pods, record, run_pod, worker_pod
+from .test_realnode_chart import GET, PUT
+
+PV_ROOT = Path("/tmp/localcluster-real-pv")
+
+
+@pytest.fixture
+def local_pvs(real_cluster: Cluster) -> Iterator:
+    """make(name, claim_ns, claim_name, modes): a local PV pre-bound to that claim, on the real
+    node, in a fresh host directory; all deleted afterwards."""
+    made: list[tuple[str, Path]] = []
+
+    def make(claim_ns: str, claim_name: str, modes: list[str]) -> str:
+        name = f"real-pv-{uuid.uuid4().hex[:8]}"
+        path = PV_ROOT / name
+        path.mkdir(parents=True)
+        real_cluster.api.create("/api/v1/persistentvolumes", {
+            "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+            "spec": {
+                "capacity": {"storage": "2Gi"}, "accessModes": modes,
+                "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
+                "claimRef": {"namespace": claim_ns, "name": claim_name},
+                "local": {"path": str(path)},
+                "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": "kubernetes.io/hostname", "operator": "In",
+                     "values": [NODE_NAME]}]}]}},
+            }})
+        made.append((name, path))
+        return name
+
+    yield make
+    for name, _ in made:
+        real_cluster.api.delete(f"/api/v1/persistentvolumes/{name}")
+    for name, path in made:
+        wait_until(lambda n=name: not _pv_exists(real_cluster, n), 60, 0.5)
+        shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        PV_ROOT.rmdir()
+
+
+def _pv_exists(cluster: Cluster, name: str) -> bool:
+    return any(p["metadata"]["name"] == name
+               for p in cluster.api.get("/api/v1/persistentvolumes")["items"])
+
+
+def test_pvc_mode_cross_pod(real_cluster: Cluster, namespace: str, local_pvs) -> None:
+    local_pvs(namespace, "vy-vineyard-socket", ["ReadWriteMany"])
+    helm = Helm(real_cluster, namespace)
+    seconds = helm.install("vy", "socket.volume.type=persistentVolumeClaim",
+                           "socket.volume.persistentVolumeClaim.storageClass=")
+    record("helm install to all pods Ready (PVC mode, real node), s", round(seconds, 1))
+    claim = {"volumes": [{"name": "vineyard-socket",
+                          "persistentVolumeClaim": {"claimName": "vy-vineyard-socket"}}],
+             "mounts": [{"name": "vineyard-socket", "mountPath": "/var/run/vineyard",
+                         "readOnly": True}],
+             "env": [{"name": "NODE_NAME",
+                      "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                     {"name": "VINEYARD_IPC_SOCKET",
+                      "value": "/var/run/vineyard/$(NODE_NAME)/vineyard.sock"}]}
+    phase, out = run_pod(real_cluster, namespace, worker_pod("pvc-a", PUT, groups=[SOCKET_GID],
+                                                             **claim))
+    assert phase == "Succeeded", out
+    oid = int(out.split("ID", 1)[1].split()[1])
+    phase, out = run_pod(real_cluster, namespace, worker_pod("pvc-b", GET.format(oid=oid),
+                                                             groups=[SOCKET_GID], **claim))
+    assert phase == "Succeeded" and "EQUAL" in out, out
+
+
+def test_emptydir_mode_sidecar(real_cluster: Cluster, namespace: str) -> None:
+    from localcluster import images
+    script = ("import time, numpy as np, vineyard\n"
+              "c = vineyard.connect()\n"
+              "oid = c.put(np.arange(1000) * 7)\n"
+              "assert np.array_equal(c.get(oid), np.arange(1000) * 7)\n"
+              "print('SIDECAR-EQUAL', oid, flush=True)\n"
+              "time.sleep(1e9)\n")
+    helm = Helm(real_cluster, namespace)
+    helm.install("vy", "socket.volume.type=emptyDir", values={"sidecars": [{
+        "name": "worker", "image": images.WORKER, "imagePullPolicy": "Never",
+        "command": ["python3", "-c", script]}]})
+    pods = ready_pods(real_cluster, namespace, "app.kubernetes.io/component=vineyardd")
+    assert len(pods) == 1
+
+    def logged() -> bool:
+        out = real_cluster.kubectl("-n", namespace, "logs", pods[0]["metadata"]["name"],
+                                   "-c", "worker", check=False).stdout
+        return "SIDECAR-EQUAL" in out
+
+    assert wait_until(logged, 60, 0.5), helm.describe()
+
+
+def test_etcd_pod_loss_keeps_data(real_cluster: Cluster, namespace: str, local_pvs) -> None:
+    local_pvs(namespace, "data-vy-vineyard-etcd-0", ["ReadWriteOnce"])
+    helm = Helm(real_cluster, namespace)
+    helm.install("vy", "etcd.persistence.enabled=true", "etcd.persistence.storageClass=")
+    etcd_pod = "vy-vineyard-etcd-0"
+
+    def etcdctl(*args: str) -> subprocess.CompletedProcess:
+        return real_cluster.kubectl("-n", namespace, "exec", etcd_pod, "-c", "etcd", "--",
+                                    "etcdctl", *args, check=False)
+
+    res = etcdctl("put", "/realnode-test/key", "kept")
+    assert res.returncode == 0, res.stderr
+    # vineyardd's own metadata too: a named object lives in etcd.
+    sock = hostpath_socket(f"/var/run/vineyard/{namespace}/vy")
+    put_named = PUT + "c.put_name(oid, 'kept-object')\nprint('NAMED')\n"
+    phase, out = run_pod(real_cluster, namespace, worker_pod("named", put_named,
+                                                             groups=[SOCKET_GID], **sock))
+    assert phase == "Succeeded" and "NAMED" in out, out
+    uid = real_cluster.api.get(f"/api/v1/namespaces/{namespace}/pods/{etcd_pod}")["metadata"]["uid"]
+    real_cluster.api.delete(f"/api/v1/namespaces/{namespace}/pods/{etcd_pod}")
+    t0 = time.monotonic()
+    assert wait_until(lambda: [p for p in ready_pods(real_cluster, namespace,
+                                                     "app.kubernetes.io/component=etcd")
+                               if p["metadata"]["uid"] != uid], 180, 0.5), helm.describe()
+    record("etcd pod deleted to replacement Ready, s", round(time.monotonic() - t0, 1))
+    res = etcdctl("get", "/realnode-test/key", "--print-value-only")
+    assert res.stdout.strip() == "kept", (res.stdout, res.stderr)
+    get_named = ("import vineyard\nc = vineyard.connect()\n"
+                 "print('FOUND', c.get_name('kept-object'))\n")
+    phase, out = run_pod(real_cluster, namespace, worker_pod("named-after", get_named,
+                                                             groups=[SOCKET_GID], **sock))
+    assert phase == "Succeeded" and "FOUND" in out, out
+
+
+def test_upgrade_rolls_and_serves_then_uninstall_leaves_nothing(
+        real_cluster: Cluster, namespace: str) -> None:
+    helm = Helm(real_cluster, namespace)
+    helm.install("vy")
+    sel = "app.kubernetes.io/component=vineyardd"
+    before = ready_pods(real_cluster, namespace, sel)[0]
+    argv = [str(a) for a in ["upgrade", "vy", Path(__file__).parents[2] / "charts/vineyard",
+                             "--reuse-values", "--set", "vineyard.compression=false",
+                             "--wait", "--timeout", "4m"]]
+    helm(*argv)
+    after = ready_pods(real_cluster, namespace, sel)
+    assert len(after) == 1
+    assert after[0]["metadata"]["uid"] != before["metadata"]["uid"]
+    assert "--compression=false" in after[0]["spec"]["containers"][0]["args"]
+    sock = hostpath_socket(f"/var/run/vineyard/{namespace}/vy")
+    phase, out = run_pod(real_cluster, namespace, worker_pod("after-upgrade", PUT,
+                                                             groups=[SOCKET_GID], **sock))
+    assert phase == "Succeeded", out
+    real_cluster.api.delete(f"/api/v1/namespaces/{namespace}/pods/after-upgrade")
+    pod_uids = {p["metadata"]["uid"] for p in
+                real_cluster.api.get(f"/api/v1/namespaces/{namespace}/pods")["items"]}
+    helm("uninstall", "vy", "--wait", "--timeout", "3m")
+    assert wait_until(lambda: not real_cluster.api.get(
+        f"/api/v1/namespaces/{namespace}/pods")["items"], 120, 0.5)
+    node = real_cluster.real_node()
+
+    def nothing_left() -> bool:
+        containers = node._ctr("containers", "ls",
+                               f"labels.\"io.kubernetes.pod.namespace\"=={namespace}").stdout
+        running = [line for line in containers.splitlines()[1:] if line.strip()]
+        mounts = [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                  if any(uid in line for uid in pod_uids)]
+        return not running and not mounts
+
+    # Dead containers are garbage-collected by kubelet (every minute); mounts go at once.
+    assert wait_until(nothing_left, 150, 2.0), node._ctr("containers", "ls").stdout
