@@ -23,6 +23,8 @@ Every row is written by a test in `tests/reliability/` (the `Test` column) when 
 checks run on their own local cluster (`.cache/faults-cluster`); the others on the e2e cluster.
 The nodes are kwok's (simulated): pods are scheduled, admitted and reported Ready, but no
 container runs, so nothing here claims what a real vineyardd or etcd would do with its data.
+`Commit` is HEAD when the row was recorded; `+uncommitted` means the chart, vineyard_helm,
+localcluster or tests/reliability had uncommitted changes in the working tree at that moment.
 
 """
 
