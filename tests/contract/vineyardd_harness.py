@@ -756,7 +756,7 @@ class Pod:
         peer = port + 1
         data = self.root / "etcd-data"
         data.mkdir(mode=0o700, exist_ok=True)
-        os.chown(data, 1001, 1001)  # the chart's etcd user
+        os.chown(data, 65532, 65532)  # the chart's etcd user
         argv = [
             "etcd",
             "--name",
@@ -780,7 +780,7 @@ class Pod:
             "ETCD_UNSUPPORTED_ARCH": os.uname().machine,
         }
         self.etcd = self.sandbox.spawn(
-            argv, env=env, identity=Identity(1001, 1001, (), (), True), name="etcd"
+            argv, env=env, identity=Identity(65532, 65532, (), (), True), name="etcd"
         )
         deadline = time.monotonic() + 30
         while '"health":"true"' not in (
