@@ -47,7 +47,7 @@ cluster-down:
 	python3 -m localcluster down
 
 # Benchmarks (bench/README.md) on their own cluster (.cache/bench-cluster, stopped after each
-# script); results in bench/results.json and .md, plots in bench/plots/. About 10 minutes.
+# script); results in bench/results.json and .md, plots in bench/plots/. 10-20 minutes.
 bench: venv tools $(VENV)/.bench-installed
 	$(PY) bench/overhead.py
 	$(PY) bench/ready.py

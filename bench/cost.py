@@ -1,7 +1,7 @@
 """Control-plane cost of a release: API objects and bytes stored in etcd (per node), the
 steady-state API request rate it causes, and the rendered manifest size.
 
-    python bench/cost.py [--nodes 3 100] [--runs 2] [--window 20]
+    python bench/cost.py [--nodes 3 100] [--runs 2] [--window 10]
 
 Per node count and round: a request-rate window with no release (apiserver_request_total before
 and after), then install (wait=True), a settle pause, an etcd snapshot (etcdctl get --prefix
@@ -128,7 +128,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nodes", type=int, nargs="+", default=[3, 100])
     parser.add_argument("--runs", type=int, default=2)
-    parser.add_argument("--window", type=float, default=20, help="seconds per rate window")
+    parser.add_argument("--window", type=float, default=10, help="seconds per rate window")
     args = parser.parse_args()
     started = load()
     sizes = []
