@@ -155,12 +155,14 @@ async def render_async(
     set_string_values: Sequence[str] = (),
     validate: bool = True,
     skip_tests: bool = False,
+    plain_http: bool = False,
     helm: str | os.PathLike[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Render the chart client-side (``helm template``) and return the manifests as dicts.
 
     Nothing contacts a cluster. Values are validated first (see :func:`validate`).
-    ``skip_tests`` leaves out the chart's ``helm test`` pods (``--skip-tests``)."""
+    ``skip_tests`` leaves out the chart's ``helm test`` pods (``--skip-tests``).
+    ``plain_http`` fetches an ``oci://`` chart over HTTP (``--plain-http``)."""
     import json
 
     from .helm_json import load_manifest
@@ -179,6 +181,8 @@ async def render_async(
         args += ["--version", version]
     if skip_tests:
         args.append("--skip-tests")
+    if plain_http:
+        args.append("--plain-http")
     stdout = await runner.run(args, json.dumps(merged).encode())
     return load_manifest(stdout.decode())
 
@@ -234,6 +238,7 @@ async def _install_or_upgrade(
     context: str | None,
     helm: str | os.PathLike[str] | None,
     progress: ProgressCallback | None,
+    plain_http: bool = False,
     extra_args: Sequence[str] = (),
 ) -> Release:
     import json
@@ -251,6 +256,8 @@ async def _install_or_upgrade(
         args.append("--create-namespace")
     if version:
         args += ["--version", version]
+    if plain_http:
+        args.append("--plain-http")
     if wait:
         args += ["--wait", "--wait-for-jobs"]
     if rollback_on_failure:
@@ -287,6 +294,7 @@ async def install_async(
     context: str | None = None,
     helm: str | os.PathLike[str] | None = None,
     progress: ProgressCallback | None = None,
+    plain_http: bool = False,
 ) -> Release:
     """Install the chart as a new release (``helm install``).
 
@@ -297,6 +305,8 @@ async def install_async(
     ``wait`` waits (up to ``timeout``, a Go duration or seconds) until every resource is ready;
     ``progress`` is then called with a :class:`ReleaseStatus` about once a second.
     ``rollback_on_failure`` is Helm 4's --rollback-on-failure (--atomic on Helm 3).
+    ``plain_http`` fetches an ``oci://`` chart over HTTP (``--plain-http``), e.g. from a
+    registry on loopback.
 
     Raises ReleaseExistsError if the name is taken (use :func:`upgrade`)."""
     return await _install_or_upgrade(
@@ -316,6 +326,7 @@ async def install_async(
         context=context,
         helm=helm,
         progress=progress,
+        plain_http=plain_http,
     )
 
 
@@ -338,6 +349,7 @@ async def upgrade_async(
     context: str | None = None,
     helm: str | os.PathLike[str] | None = None,
     progress: ProgressCallback | None = None,
+    plain_http: bool = False,
 ) -> Release:
     """Upgrade a release to ``values`` (``helm upgrade``); arguments as for :func:`install`.
 
@@ -362,6 +374,7 @@ async def upgrade_async(
         context=context,
         helm=helm,
         progress=progress,
+        plain_http=plain_http,
         extra_args=extra,
     )
 

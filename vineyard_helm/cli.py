@@ -158,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="VERSION",
         help="chart version to use from a repo or registry",
     )
+    values.add_argument(
+        "--plain-http",
+        action="store_true",
+        help="fetch an oci:// chart over plain HTTP (e.g. a registry on loopback)",
+    )
 
     deploy = argparse.ArgumentParser(add_help=False)
     deploy.add_argument(
@@ -308,6 +313,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             version=args.chart_version,
             validate=args.validate,
             skip_tests=args.skip_tests,
+            plain_http=args.plain_http,
             helm=args.helm,
             **_values_options(args),
         )
@@ -326,6 +332,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             "wait": args.wait,
             "timeout": args.timeout,
             "rollback_on_failure": args.rollback_on_failure,
+            "plain_http": args.plain_http,
             "progress": display,
             **_values_options(args),
             **_cluster_options(args),

@@ -38,6 +38,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 # The session cluster and per-test namespace of tests/e2e: one cluster for the whole run.
+# Its conftest imports helper modules beside it, so its folder goes on the path first.
+if str(REPO / "tests" / "e2e") not in sys.path:
+    sys.path.insert(0, str(REPO / "tests" / "e2e"))
 _spec = importlib.util.spec_from_file_location("e2e_conftest", REPO / "tests/e2e/conftest.py")
 assert _spec is not None
 assert _spec.loader is not None

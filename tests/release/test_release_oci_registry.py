@@ -72,8 +72,8 @@ def tls_pushed(published: Published, tls_registry: Registry, helm_env: dict[str,
 def test_vineyard_helm_installs_from_an_oci_registry(
         published: Published, tls_registry: Registry, tls_pushed: str, cluster,
         namespace: str, helm_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    # vineyard_helm has no plain_http/ca_file option (see the xfail below): the registry is
-    # trusted the way Go programs such as helm trust a private CA, through SSL_CERT_FILE.
+    # A TLS registry with a private CA: trusted the way Go programs such as helm trust one,
+    # through SSL_CERT_FILE (the plain-HTTP registry is the next test's, with plain_http=True).
     for key in ("HELM_CONFIG_HOME", "HELM_CACHE_HOME", "HELM_DATA_HOME"):
         monkeypatch.setenv(key, helm_env[key])
     monkeypatch.setenv("SSL_CERT_FILE", str(tls_registry.ca_file))
@@ -90,18 +90,17 @@ def test_vineyard_helm_installs_from_an_oci_registry(
                     60, interval=0.5)
 
 
-@pytest.mark.xfail(raises=TypeError, strict=True,
-                   reason="vineyard_helm.install has no plain_http= (helm --plain-http) option")
 def test_vineyard_helm_installs_from_a_plain_http_registry(
         published: Published, cluster, namespace: str, helm_env: dict[str, str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     for key in ("HELM_CONFIG_HOME", "HELM_CACHE_HOME", "HELM_DATA_HOME"):
         monkeypatch.setenv(key, helm_env[key])
-    release = vineyard_helm.install(  # type: ignore[call-arg]
+    release = vineyard_helm.install(
         release="vineyard", namespace=namespace, chart=f"{published.registry.charts}/vineyard",
         version=published.version, kubeconfig=cluster.kubeconfig, helm=HELM,
         timeout=INSTALL_TIMEOUT, plain_http=True)
     assert release.chart_version == published.version
+    assert release.status == "deployed"
 
 
 def test_plain_http_registry_is_refused_without_the_flag(
