@@ -75,7 +75,18 @@ def resolve_chart(chart: ChartRef) -> tuple[str, Path | None]:
 
 
 def _chart_schema_and_defaults(local: Path) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """The schema and default values of a local chart directory or .tgz archive."""
+    """The schema and default values of a local chart directory or .tgz archive, read once per
+    version of the files (a script rendering in a loop pays for parsing them once). Callers
+    must not mutate the result (coalesce_with_defaults copies)."""
+    files = [local / "values.schema.json", local / "values.yaml"] if local.is_dir() else [local]
+    stamp = tuple(f.stat().st_mtime_ns if f.exists() else 0 for f in files)
+    return _read_chart_schema_and_defaults(local, stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _read_chart_schema_and_defaults(
+    local: Path, stamp: tuple[int, ...]
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     import json
     import tarfile
 

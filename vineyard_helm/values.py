@@ -367,12 +367,28 @@ def format_path(path: Iterable[Any]) -> str:
     return out or "(root)"
 
 
-def schema_problems(values: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
-    """Every violation of ``schema`` by ``values``, as ``<dotted.path>: <message>``, sorted by
-    path so the output is stable."""
+# Compiled validators by schema object: the chart's schema is read once (api's cache keeps the
+# same dict alive), so building its validator once saves the work on every later call.
+_VALIDATORS: dict[int, tuple[Mapping[str, Any], Any]] = {}
+
+
+def _validator(schema: Mapping[str, Any]) -> Any:
+    cached = _VALIDATORS.get(id(schema))
+    if cached is not None and cached[0] is schema:
+        return cached[1]
     from jsonschema import Draft7Validator
 
     validator = Draft7Validator(schema)
+    if len(_VALIDATORS) >= 16:  # charts from many places: keep the cache small
+        _VALIDATORS.clear()
+    _VALIDATORS[id(schema)] = (schema, validator)
+    return validator
+
+
+def schema_problems(values: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
+    """Every violation of ``schema`` by ``values``, as ``<dotted.path>: <message>``, sorted by
+    path so the output is stable."""
+    validator = _validator(schema)
     problems = []
     for error in validator.iter_errors(values):
         problems.append(
