@@ -397,7 +397,8 @@ state = "{RUN_DIR / 'state'}"
         self._cleanup_logs()
         # The containerd root (content store, unpacked images) is kept: the next `up` imports
         # the images again in a fraction of the time. Nothing in it is mounted any more.
-        for path in (RUN_DIR, self.kubelet_root, self.pod_logs):
+        # host-local's reservations go too, or addresses of dead pods fill the /24 over runs.
+        for path in (RUN_DIR, self.kubelet_root, self.pod_logs, self.dir / "cni" / "data"):
             shutil.rmtree(path, ignore_errors=True)
         with contextlib.suppress(OSError):
             if OWNER_FILE.read_text().strip() == str(self.cluster.state_dir):

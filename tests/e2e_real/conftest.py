@@ -29,7 +29,7 @@ STATE_DIR = Path(os.environ.get("LOCALCLUSTER_REAL_STATE_DIR")
                  or REPO_ROOT / ".cache" / "realnode-cluster")
 CHART = REPO_ROOT / "charts" / "vineyard"
 MEASURE_FILE = REPO_ROOT / ".cache" / "realnode-measurements.json"
-WORKER_UID = 1001          # not vineyardd's 1000, not in the socket group unless given
+WORKER_UID = 1001          # not vineyardd's uid, not in the socket group unless given
 SOCKET_GID = 2000
 LOCAL_IMAGES = local_image_values()
 

@@ -81,7 +81,8 @@ def test_pvc_mode_cross_pod(real_cluster: Cluster, namespace: str, local_pvs) ->
     oid = int(out.split("ID", 1)[1].split()[1])
     phase, out = run_pod(real_cluster, namespace, worker_pod("pvc-b", GET.format(oid=oid),
                                                              groups=[SOCKET_GID], **claim))
-    assert phase == "Succeeded" and "EQUAL" in out, out
+    assert phase == "Succeeded", out
+    assert "EQUAL" in out, out
 
 
 def test_emptydir_mode_sidecar(real_cluster: Cluster, namespace: str) -> None:
@@ -124,7 +125,8 @@ def test_etcd_pod_loss_keeps_data(real_cluster: Cluster, namespace: str, local_p
     put_named = PUT + "c.put_name(oid, 'kept-object')\nprint('NAMED')\n"
     phase, out = run_pod(real_cluster, namespace, worker_pod("named", put_named,
                                                              groups=[SOCKET_GID], **sock))
-    assert phase == "Succeeded" and "NAMED" in out, out
+    assert phase == "Succeeded", out
+    assert "NAMED" in out, out
     uid = real_cluster.api.get(f"/api/v1/namespaces/{namespace}/pods/{etcd_pod}")["metadata"]["uid"]
     real_cluster.api.delete(f"/api/v1/namespaces/{namespace}/pods/{etcd_pod}")
     t0 = time.monotonic()
@@ -138,7 +140,8 @@ def test_etcd_pod_loss_keeps_data(real_cluster: Cluster, namespace: str, local_p
                  "print('FOUND', c.get_name('kept-object'))\n")
     phase, out = run_pod(real_cluster, namespace, worker_pod("named-after", get_named,
                                                              groups=[SOCKET_GID], **sock))
-    assert phase == "Succeeded" and "FOUND" in out, out
+    assert phase == "Succeeded", out
+    assert "FOUND" in out, out
 
 
 def test_upgrade_rolls_and_serves_then_uninstall_leaves_nothing(
