@@ -40,6 +40,18 @@ class KubeApi:
     def get(self, path: str, **kw: Any) -> Any:
         return self.request("GET", path, **kw)
 
+    def get_or_none(self, path: str, **kw: Any) -> Any:
+        """GET `path`, or None when it does not exist (404); other errors are raised."""
+        try:
+            return self.get(path, **kw)
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def exists(self, path: str) -> bool:
+        return self.get_or_none(path) is not None
+
     def create(self, path: str, obj: dict, **kw: Any) -> Any:
         return self.request("POST", path, obj, **kw)
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from localcluster import DEFAULT_STATE_DIR, ApiError, Cluster, wait_until
+from localcluster import DEFAULT_STATE_DIR, Cluster, wait_until
 
 E2E_NODES = 3
 
@@ -37,20 +37,11 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     cluster.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                              "metadata": {"name": name}})
     # Pods are refused until the token controller has made the namespace's default SA.
-    assert wait_until(lambda: _exists(cluster, f"/api/v1/namespaces/{name}/serviceaccounts/default"),
+    assert wait_until(lambda: cluster.api.exists(f"/api/v1/namespaces/{name}/serviceaccounts/default"),
                       30), f"no default ServiceAccount in {name}"
     yield name
     cluster.api.delete(f"/api/v1/namespaces/{name}")
 
-
-def _exists(cluster: Cluster, path: str) -> bool:
-    try:
-        cluster.api.get(path)
-        return True
-    except ApiError as e:
-        if e.status == 404:
-            return False
-        raise
 
 
 # ==== The vineyard chart's end-to-end suite (tests/e2e/test_e2e_*.py) ========================

@@ -105,12 +105,7 @@ def in_parallel(jobs: dict[str, Callable[[], T]]) -> dict[str, T]:
 
 
 def get_or_none(cluster: Cluster, path: str) -> Any:
-    try:
-        return cluster.api.get(path)
-    except ApiError as e:
-        if e.status == 404:
-            return None
-        raise
+    return cluster.api.get_or_none(path)
 
 
 def items(cluster: Cluster, path: str, selector: str | None = None) -> list[dict]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from localcluster import ApiError, Cluster, images, wait_until
+from localcluster import Cluster, images, wait_until
 from localcluster.cluster import REPO_ROOT
 from localcluster.demo import local_image_values
 from localcluster.realnode import NODE_NAME, unavailable_reason
@@ -102,13 +102,13 @@ def _namespace(cluster: Cluster, name: str) -> Iterator[str]:
     cluster.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                              "metadata": {"name": name}})
     sa = f"/api/v1/namespaces/{name}/serviceaccounts/default"
-    assert wait_until(lambda: _exists(cluster, sa), 30)
+    assert wait_until(lambda: cluster.api.exists(sa), 30)
     yield name
     for rel in _releases(cluster, name):
         subprocess.run(["helm", "uninstall", rel, "-n", name, "--wait", "--timeout", "2m"],
                        env=cluster.env, capture_output=True, check=False)
     cluster.api.delete(f"/api/v1/namespaces/{name}")
-    wait_until(lambda: not _exists(cluster, f"/api/v1/namespaces/{name}"), 120, 0.5)
+    wait_until(lambda: not cluster.api.exists(f"/api/v1/namespaces/{name}"), 120, 0.5)
     # The chart's hostPath socket directories (kubelet made them: DirectoryOrCreate).
     shutil.rmtree(f"/var/run/vineyard/{name}", ignore_errors=True)
     with contextlib.suppress(OSError):
@@ -120,15 +120,6 @@ def _releases(cluster: Cluster, ns: str) -> list[str]:
                          capture_output=True, text=True, check=False)
     return res.stdout.split()
 
-
-def _exists(cluster: Cluster, path: str) -> bool:
-    try:
-        cluster.api.get(path)
-        return True
-    except ApiError as e:
-        if e.status == 404:
-            return False
-        raise
 
 
 def worker_pod(name: str, script: str, *, volumes: list[dict] | None = None,
