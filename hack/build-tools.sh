@@ -111,6 +111,24 @@ kwok_stages() {
   log "kwok stages $KWOK_VERSION: written to $out"
 }
 
+# etcd_build: etcd and etcdctl for the real node's etcd image, from etcd's own modules at the
+# version tools/etcd/go.mod pins (= the chart's etcd.image.tag). Static, like upstream's.
+etcd_build() {
+  local dir="$TOOLS/etcd" version stamp b
+  version="$(required_version "$dir" go.etcd.io/etcd/server/v3)"
+  stamp="$version $(sha256sum "$dir/go.mod" | cut -c1-12) $GO_SIG"
+  if up_to_date etcd "$stamp" && up_to_date etcdctl "$stamp"; then
+    log "etcd $version: up to date"; return
+  fi
+  log "etcd $version: building etcd, etcdctl"
+  for b in server etcdctl; do
+    (cd "$dir" && timed "etcd $version ($b)" env CGO_ENABLED=0 go build -trimpath \
+      -ldflags "-s -w" -o "$BIN/$([[ $b == server ]] && echo etcd || echo etcdctl)" \
+      "go.etcd.io/etcd/$b/v3")
+  done
+  echo "$stamp" >"$STAMPS/etcd"; echo "$stamp" >"$STAMPS/etcdctl"
+}
+
 apt_packages() {
   local missing=()
   for p in $APT_PACKAGES $REAL_NODE_APT_PACKAGES; do
@@ -137,6 +155,7 @@ main() {
     "-s -w -X $ct/ct/cmd.Version=$(required_version "$TOOLS/ct" "$ct")"
   kube_build control-plane kube-apiserver kube-controller-manager kube-scheduler kubectl
   kube_build node kubelet kube-proxy
+  etcd_build
   go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION" \
     "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
   kwok_stages
