@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 
-from chart_render import CHART, REPO, SCENARIOS, SCHEMA_PATH, default_values, deep_merge, scenario_values
+from chart_render import (
+    CHART,
+    REPO,
+    SCENARIOS,
+    SCHEMA_PATH,
+    deep_merge,
+    default_values,
+    helm_binary,
+    scenario_values,
+)
 
 
 def walk_schemas(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
@@ -82,5 +95,36 @@ def test_every_key_in_use_is_declared_in_the_schema(schema: dict[str, Any], scen
         assert key in nodes or free_form or parent not in nodes, f"{key} ({scenario}) is not in the schema"
 
 
-def test_chart_schema_file_is_the_one_helm_reads() -> None:
-    assert SCHEMA_PATH.parent == CHART and SCHEMA_PATH.name == "values.schema.json"
+def helm_template(
+    helm_major: int, chart: Path, values: dict[str, Any]
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [helm_binary(helm_major), "template", "vineyard", str(chart), "-f", "-"],
+        input=json.dumps(values), capture_output=True, text=True, check=False,
+    )
+
+
+@pytest.mark.parametrize("helm_major", [3, 4])
+def test_chart_schema_file_is_the_one_helm_reads(helm_major: int, tmp_path: Path) -> None:
+    """helm refuses what only SCHEMA_PATH refuses (the templates ignore an unknown key); without
+    that file the same values render; and an edit to that file alone changes what helm refuses."""
+    unknown_key = {"vineyard": {"sise": "1Gi"}}
+    refused = helm_template(helm_major, CHART, unknown_key)
+    assert refused.returncode != 0
+    assert "schema" in refused.stderr, refused.stderr
+    assert "sise" in refused.stderr, refused.stderr
+
+    copy = tmp_path / "vineyard"
+    shutil.copytree(CHART, copy)
+    (copy / SCHEMA_PATH.relative_to(CHART)).unlink()
+    without = helm_template(helm_major, copy, unknown_key)
+    assert without.returncode == 0, without.stderr
+
+    edited = json.loads(SCHEMA_PATH.read_text())
+    edited["properties"]["vineyard"]["properties"]["size"]["enum"] = ["7Gi"]
+    (copy / SCHEMA_PATH.relative_to(CHART)).write_text(json.dumps(edited))
+    assert helm_template(helm_major, CHART, {}).returncode == 0
+    narrowed = helm_template(helm_major, copy, {})
+    assert narrowed.returncode != 0
+    assert "size" in narrowed.stderr, narrowed.stderr
+    assert "7Gi" in narrowed.stderr, narrowed.stderr

@@ -135,7 +135,7 @@ def test_socket_location_is_known_for_every_chart_scenario(helm4: str, scenario:
     location = socket_location(daemonset)
     assert location is not None
     volume = (
-        vineyard_helm.validate(scenario).get("socket", {}).get("volume", {}).get("type", "hostPath")
+        vineyard_helm.validate(scenario, helm=helm4).get("socket", {}).get("volume", {}).get("type", "hostPath")
     )
     assert location.volume_type == volume
     assert location.path_in_container.endswith(".sock")

@@ -132,10 +132,10 @@ def test_validate_contacts_no_cluster(
 
 def test_null_removes_a_default_before_validation_as_helm_does(helm: str) -> None:
     # helm deletes a defaulted key set to null: the schema then sees it absent, not null.
-    validate({"vineyard": {"size": None}})
+    validate({"vineyard": {"size": None}}, helm=helm)
     vineyard_helm.render({"vineyard": {"size": None}}, validate=False, helm=helm)
     with pytest.raises(InvalidValuesError, match="'resources' is a required property"):
-        validate({"resources": None})
+        validate({"resources": None}, helm=helm)
     with pytest.raises(InvalidValuesError, match="resources"):
         vineyard_helm.render({"resources": None}, validate=False, helm=helm)
 
