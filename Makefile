@@ -5,9 +5,9 @@ VENV := .cache/venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/.cache/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup venv tools test-deps scanners test demo cluster-up cluster-down bench reliability
+.PHONY: setup venv tools images test-deps scanners test demo cluster-up cluster-down bench reliability
 
-setup: venv tools test-deps scanners
+setup: venv tools test-deps scanners images
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -18,6 +18,11 @@ $(VENV)/.installed: pyproject.toml
 
 tools:
 	hack/build-tools.sh
+
+# The real node's images (debootstrap, pip), built in setup so no test waits on a registry:
+# skipped with the reason where no real node can run.
+images: venv tools
+	$(PY) -m localcluster images --if-possible
 
 # Debian packages the contract suite (tests/contract: the chart's vineyardd run for real) needs.
 test-deps:

@@ -4,4 +4,5 @@ from .cluster import DEFAULT_STATE_DIR, Cluster, ClusterError
 from .kubeapi import ApiError, KubeApi
 from .procs import ComponentError, wait_until
 
-__all__ = ["ApiError", "Cluster", "ClusterError", "ComponentError", "DEFAULT_STATE_DIR", "KubeApi", "wait_until"]
+__all__ = ["DEFAULT_STATE_DIR", "ApiError", "Cluster", "ClusterError", "ComponentError", "KubeApi",
+           "wait_until"]

@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
                       help="fake nodes (default: 0 beside a real node, 3 without one)")
     demo.add_argument("--real-nodes", type=int, default=None, choices=(0, 1),
                       help="default: 1 when a real node can run here")
-    sub.add_parser("images", help="build the real node's images (cached in .cache/images)")
+    images = sub.add_parser("images", help="build the real node's images (cached in .cache/images)")
+    images.add_argument("--if-possible", action="store_true",
+                        help="say why and succeed when no real node can run here (make setup)")
     args = parser.parse_args(argv)
 
     cluster = Cluster(args.state_dir)
@@ -109,6 +111,11 @@ def _demo(cluster: Cluster, args: argparse.Namespace) -> int:
 
 def _images(cluster: Cluster, args: argparse.Namespace) -> int:
     from .images import main as images_main
+    from .realnode import unavailable_reason
+    reason = unavailable_reason(cluster.bin_dir)
+    if reason and args.if_possible:
+        print(f"images: not built, no real node can run here ({reason})")
+        return 0
     return images_main([])
 
 

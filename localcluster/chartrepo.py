@@ -65,4 +65,5 @@ def _index_served(url: str) -> bool:
 def _run(argv: list[str]) -> None:
     result = subprocess.run(argv, capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
+        raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}): "
+                           f"{result.stderr.strip()}")

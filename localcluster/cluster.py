@@ -19,15 +19,22 @@ import ssl
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Iterator
 
 from . import chartrepo, components, nodes, pki
 from .kubeapi import ApiError, KubeApi
-from .procs import (ComponentError, Processes, free_port, live_users, log_tail, register_user,
-                    wait_until)
+from .procs import (
+    ComponentError,
+    Processes,
+    free_port,
+    live_users,
+    log_tail,
+    register_user,
+    wait_until,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = REPO_ROOT / ".cache" / "cluster"
@@ -334,4 +341,4 @@ class Cluster:
                                     helm=self.bin_dir / "helm")
 
 
-__all__ = ["ApiError", "Cluster", "ClusterError", "ComponentError", "DEFAULT_STATE_DIR"]
+__all__ = ["DEFAULT_STATE_DIR", "ApiError", "Cluster", "ClusterError", "ComponentError"]

@@ -3,23 +3,14 @@
 (`make cluster-down` stops it); a second run upgrades the release in place.
 
 Where a real node can run (root, containerd, `make tools`), the cluster gets one real kubelet
-node and no fake ones, and the chart runs the locally built images: the pods are real vineyardd
-and etcd containers, Ready by their real probes. Elsewhere, kwok's fake nodes stand in."""
+node and no fake ones: the pods are real vineyardd and etcd containers, Ready by their real
+probes, from the chart's default images, which the node pulls from its loopback mirror of the
+upstream registries (built locally: images.py). Elsewhere, kwok's fake nodes stand in."""
 from __future__ import annotations
 
 import subprocess
 
-from . import images
 from .cluster import Cluster
-
-
-def local_image_values() -> list[str]:
-    """`--set` values pointing the chart at the locally built images (never pulled)."""
-    vy, vy_tag = images.VINEYARDD.rsplit(":", 1)
-    etcd, etcd_tag = images.ETCD.rsplit(":", 1)
-    return [f"image.repository={vy}", f"image.tag={vy_tag}", "image.pullPolicy=Never",
-            f"etcd.image.repository={etcd}", f"etcd.image.tag={etcd_tag}",
-            "etcd.image.pullPolicy=Never"]
 
 
 def run_demo(cluster: Cluster, *, nodes: int | None = None, real_nodes: int | None = None,
@@ -38,11 +29,13 @@ def run_demo(cluster: Cluster, *, nodes: int | None = None, real_nodes: int | No
           f"KUBECONFIG={cluster.kubeconfig}")
     url = cluster.serve_repo()
     print(f"chart repository served at {url}")
-    install = ["helm", "upgrade", "--install", "vineyard", "vineyard/vineyard",
-               "--namespace", namespace, "--create-namespace", "--wait", "--timeout", "5m"]
-    if real_nodes:
-        for value in local_image_values():
-            install += ["--set", value]
+    installed = subprocess.run(["helm", "status", "vineyard", "--namespace", namespace],
+                               env=cluster.env, capture_output=True).returncode == 0
+    # The seed's command exactly (a second demo upgrades the release in place).
+    install = (["helm", "upgrade", "vineyard", "vineyard/vineyard", "--namespace", namespace]
+               if installed else
+               ["helm", "install", "vineyard", "vineyard/vineyard", "--namespace", namespace,
+                "--create-namespace"]) + ["--wait", "--timeout", "5m"]
     for argv in (
         ["helm", "repo", "add", "vineyard", url, "--force-update"],
         install,
@@ -54,8 +47,9 @@ def run_demo(cluster: Cluster, *, nodes: int | None = None, real_nodes: int | No
         subprocess.run(argv, env=cluster.env, check=True)
     if real_nodes:
         print(f"""
-The pods above are real containers on {NODE_NAME} (kubelet + containerd + runc, images built
-locally by `python -m localcluster images`), Ready by their real probes. Try:
+The pods above are real containers on {NODE_NAME} (kubelet + containerd + runc), Ready by
+their real probes, from the chart's default images: the node pulls every registry from a mirror
+on 127.0.0.1 holding images built here (`python -m localcluster images`). Try:
   helm test vineyard -n {namespace}
   kubectl -n {namespace} logs daemonset/vineyard
 To look around: export KUBECONFIG={cluster.kubeconfig}

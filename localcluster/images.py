@@ -2,16 +2,24 @@
 
     python -m localcluster images          # builds what is missing into .cache/images
 
-Images (references the chart's values point at, with pullPolicy Never):
-  localhost/pause:3.10               the pod sandbox: a static pause binary (pause.c), nothing else
-  localhost/vineyardd:v0.24.2        Debian bookworm minbase + vineyardd (vineyard-bdist wheel)
-                                     + busybox's wget and nc (init containers, probes, helm test)
-  localhost/etcd:v3.4.23             the same base + etcd and etcdctl of Debian's etcd-server
-  localhost/vineyard-worker:v0.24.2  bookworm minbase with python3 + the vineyard client, numpy
+Images:
+  localhost/pause:3.10                  the pod sandbox: a static pause binary (pause.c) alone
+  <the chart's vineyardd image>         Debian bookworm minbase + vineyardd (vineyard-bdist wheel)
+                                        + busybox's wget and nc (init containers, probes, helm test)
+  <the chart's etcd image>              like upstream's: static etcd and etcdctl at the chart's tag,
+                                        built from etcd's Go modules (tools/etcd), and no shell
+  localhost/vineyard-worker:v0.24.2     bookworm minbase with python3 + the vineyard client, numpy
+
+The chart's two images carry the exact references the chart uses by default (read from the
+`artifacthub.io/images` annotation of charts/vineyard/Chart.yaml, the one place they are
+written), so `helm install vineyard vineyard/vineyard` runs them unchanged: the real node's
+containerd pulls them from a registry on 127.0.0.1 that mirrors every upstream registry
+(realnode.py, `push`). The pause and worker images are imported into containerd directly.
 
 Each image is an OCI archive (oci-layout, index.json, blobs; zstd layers) that
-`ctr -n k8s.io images import` takes. The root filesystems come from `debootstrap` and are kept
-in .cache/images/rootfs; an archive is rebuilt only when its inputs change (the key hashes the
+`ctr -n k8s.io images import` takes and `push` uploads. The root filesystems come from
+`debootstrap` (mirror: $LOCALCLUSTER_DEBIAN_MIRROR, else the host's apt source) and are kept in
+.cache/images/rootfs; an archive is rebuilt only when its inputs change (the key hashes the
 input files, versions and this file), so a warm build costs only the hashing.
 """
 from __future__ import annotations
@@ -30,11 +38,12 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE = REPO_ROOT / ".cache" / "images"
 VENV = REPO_ROOT / ".cache" / "venv"
-SUITE, MIRROR = "bookworm", "http://deb.debian.org/debian"
-VINEYARD_VERSION = "0.24.2"
-ETCD_BIN, ETCDCTL_BIN = Path("/usr/bin/etcd"), Path("/usr/bin/etcdctl")
+SUITE = "bookworm"
+BIN_DIR = REPO_ROOT / ".cache" / "bin"
+CHART_YAML = REPO_ROOT / "charts" / "vineyard" / "Chart.yaml"
+# Built by hack/build-tools.sh from tools/etcd at the chart's etcd tag.
+ETCD_BIN, ETCDCTL_BIN = BIN_DIR / "etcd", BIN_DIR / "etcdctl"
 BUSYBOX = Path("/bin/busybox")
-ETCD_TAG = "v3.4.23"
 # Applets the chart's containers need that a minbase root lacks (it has sh, coreutils, grep).
 BUSYBOX_APPLETS = ("wget", "nc")
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -43,11 +52,50 @@ ROOTFS = {"base": [], "python": ["python3"]}  # name -> debootstrap --include pa
 TRIM = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
         "var/lib/apt/lists", "var/cache/apt", "var/cache/debconf/templates.dat-old", "var/log")
 
+
+
+def chart_images(chart_yaml: Path = CHART_YAML) -> dict[str, str]:
+    """The chart's default images by name (`vineyardd`, `etcd`), as the chart publishes them."""
+    import yaml
+    meta = yaml.safe_load(chart_yaml.read_text())
+    listed = yaml.safe_load(meta["annotations"]["artifacthub.io/images"])
+    return {entry["name"]: entry["image"] for entry in listed}
+
+
+def debian_mirror() -> str:
+    """$LOCALCLUSTER_DEBIAN_MIRROR, else the first Debian URI of the host's apt sources (the
+    mirror this machine is known to reach), else deb.debian.org."""
+    if os.environ.get("LOCALCLUSTER_DEBIAN_MIRROR"):
+        return os.environ["LOCALCLUSTER_DEBIAN_MIRROR"]
+    sources = [Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list")]
+    for src in sources:
+        try:
+            text = src.read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            words = line.split()
+            uris = words[1:] if words[:1] == ["URIs:"] else []
+            if uris and uris[0].rstrip("/").endswith("/debian"):
+                return uris[0]
+            uri = next((w for w in words[1:] if "://" in w), "") if words[:1] == ["deb"] else ""
+            if uri.rstrip("/").endswith("/debian"):
+                return uri
+    return "http://deb.debian.org/debian"
+
+
+_CHART = chart_images()
+VINEYARD_VERSION = _CHART["vineyardd"].rsplit(":v", 1)[1]
 PAUSE = "localhost/pause:3.10"
-VINEYARDD = f"localhost/vineyardd:v{VINEYARD_VERSION}"
-ETCD = f"localhost/etcd:{ETCD_TAG}"
+VINEYARDD = _CHART["vineyardd"]
+ETCD = _CHART["etcd"]
+ETCD_TAG = ETCD.rsplit(":", 1)[1]
 WORKER = f"localhost/vineyard-worker:v{VINEYARD_VERSION}"
 ALL = (PAUSE, VINEYARDD, ETCD, WORKER)
+# Pulled by the real node through its loopback mirror, under the chart's own references.
+MIRRORED = (VINEYARDD, ETCD)
+# Imported into containerd directly (not the chart's: the sandbox and the tests' workers).
+IMPORTED = (PAUSE, WORKER)
 
 
 class ImageError(RuntimeError):
@@ -105,7 +153,7 @@ class Images:
         argv = ["debootstrap", "--variant=minbase"]
         if includes:
             argv.append("--include=" + ",".join(includes))
-        _run(*argv, SUITE, tmp, MIRROR)
+        _run(*argv, SUITE, tmp, debian_mirror())
         for rel in TRIM:
             target = tmp / rel
             if target.is_dir():
@@ -177,7 +225,8 @@ class Images:
             PAUSE: [_sha256_file(pause_c)],
             VINEYARDD: [SUITE, ROOTFS["base"], _sha256_file(vineyardd_binary()),
                         _sha256_file(BUSYBOX), BUSYBOX_APPLETS],
-            ETCD: [SUITE, ROOTFS["base"], _sha256_file(ETCD_BIN), _sha256_file(ETCDCTL_BIN)],
+            ETCD: [_sha256_file(ETCD_BIN) if ETCD_BIN.exists() else "missing",
+                   _sha256_file(ETCDCTL_BIN) if ETCDCTL_BIN.exists() else "missing"],
             WORKER: [SUITE, ROOTFS["python"], self._worker_requirements()],
         }
 
@@ -191,7 +240,7 @@ class Images:
         return [f"{name}=={version}" for name, version in zip(names, out, strict=True)]
 
     def archive_path(self, ref: str, key: str) -> Path:
-        name = ref.split("/", 1)[1].replace(":", "-")
+        name = ref.split("/", 1)[1].replace(":", "-").replace("/", "_")
         return self.cache / f"{name}-{key}.oci.tar"
 
     def build(self, refs: tuple[str, ...] = ALL) -> Build:
@@ -242,20 +291,30 @@ class Images:
             self._archive(ref, layers, {"Env": [PATH_ENV, "PYTHONDONTWRITEBYTECODE=1"],
                                         "Cmd": ["python3"]}, out, work)
             return
-        base = self._base_layer("base", work)
         stage = tmp / "stage"
         bindir = stage / "usr/local/bin"
         bindir.mkdir(parents=True)
+        if ref == ETCD:
+            # Like upstream's image (distroless static): the two static binaries, empty data
+            # and tmp directories, and no shell, so nothing in the chart may rely on one.
+            for src in (ETCD_BIN, ETCDCTL_BIN):
+                if not src.exists():
+                    raise ImageError(f"no {src}: run `make tools` (builds etcd {ETCD_TAG})")
+                shutil.copy2(src, bindir / src.name)
+            for d in ("tmp", "var/lib/etcd", "var/etcd"):
+                (stage / d).mkdir(parents=True)
+            _fix_modes(stage)
+            (stage / "tmp").chmod(0o1777)
+            config = {"Entrypoint": ["/usr/local/bin/etcd"], "Env": [PATH_ENV, "ETCDCTL_API=3"]}
+            self._archive(ref, [self._layer(stage, work)], config, out, work)
+            return
+        base = self._base_layer("base", work)
         if ref == VINEYARDD:
             shutil.copy2(vineyardd_binary(), bindir / "vineyardd")
             shutil.copy2(BUSYBOX, bindir / "busybox")
             for applet in BUSYBOX_APPLETS:
                 os.symlink("busybox", bindir / applet)
             config = {"Entrypoint": ["vineyardd"], "Env": [PATH_ENV]}
-        else:
-            shutil.copy2(ETCD_BIN, bindir / "etcd")
-            shutil.copy2(ETCDCTL_BIN, bindir / "etcdctl")
-            config = {"Entrypoint": ["etcd"], "Env": [PATH_ENV, "ETCDCTL_API=3"]}
         _fix_modes(stage)
         self._archive(ref, [base, self._layer(stage, work)], config, out, work)
 
@@ -289,6 +348,58 @@ class Images:
         """`ctr -n k8s.io images import` of each archive (unpacked for the default snapshotter)."""
         for archive in archives.values():
             _run("ctr", "--address", address, "-n", "k8s.io", "images", "import", archive)
+
+
+def mirror_repository(ref: str) -> tuple[str, str]:
+    """(repository, tag) of an upstream reference in the loopback mirror, which keeps each
+    registry's images under its host name: quay.io/coreos/etcd:v3.6.16 ->
+    ("quay.io/coreos/etcd", "v3.6.16"); a Docker Hub short name gets docker.io/library/."""
+    name, tag = ref.rsplit(":", 1)
+    first = name.split("/", 1)[0]
+    if "." not in first and ":" not in first and first != "localhost":
+        name = f"docker.io/{name if '/' in name else 'library/' + name}"
+    return name, tag
+
+
+def push(registry: str, archive: Path, ref: str) -> None:
+    """Uploads an OCI archive to the distribution registry at `registry` (host:port, plain
+    HTTP on loopback) as `ref`'s mirror repository: blobs first (skipping those present),
+    then the manifest under the tag. The registry's API, as any client would use it."""
+    import tarfile
+    import urllib.error
+    import urllib.request
+
+    repo, tag = mirror_repository(ref)
+    base = f"http://{registry}/v2/{repo}"
+
+    def request(method: str, url: str, data: bytes | None = None,
+                headers: dict[str, str] | None = None):
+        req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+        return urllib.request.urlopen(req, timeout=120)
+
+    with tarfile.open(archive) as tar:
+        index = json.load(tar.extractfile("index.json"))  # type: ignore[arg-type]
+        desc = index["manifests"][0]
+        manifest_bytes = tar.extractfile(f"blobs/sha256/{desc['digest'][7:]}").read()  # type: ignore[union-attr]
+        manifest = json.loads(manifest_bytes)
+        for blob in [manifest["config"], *manifest["layers"]]:
+            digest = blob["digest"]
+            try:
+                request("HEAD", f"{base}/blobs/{digest}").close()
+                continue
+            except urllib.error.HTTPError as e:
+                if e.code != 404:
+                    raise
+            data = tar.extractfile(f"blobs/sha256/{digest[7:]}").read()  # type: ignore[union-attr]
+            with request("POST", f"{base}/blobs/uploads/") as resp:
+                location = resp.headers["Location"]
+            if location.startswith("/"):
+                location = f"http://{registry}{location}"
+            sep = "&" if "?" in location else "?"
+            request("PUT", f"{location}{sep}digest={digest}", data,
+                    {"Content-Type": "application/octet-stream"}).close()
+    request("PUT", f"{base}/manifests/{tag}", manifest_bytes,
+            {"Content-Type": desc["mediaType"]}).close()
 
 
 def _fix_modes(stage: Path) -> None:

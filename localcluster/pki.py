@@ -42,13 +42,13 @@ def ensure_pki(pki: Path) -> None:
                  "-days", "3650", "-subj", "/CN=localcluster-ca")
     for name, (subject, usage, sans) in LEAF_CERTS.items():
         if not (pki / f"{name}.crt").exists():
-            _leaf_cert(pki, name, subject, usage, sans)
+            leaf_cert(pki, name, subject, usage, sans)
     if not (pki / "sa.key").exists():
         _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(pki / "sa.key"))
         _openssl("ec", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub"))
 
 
-def _leaf_cert(pki: Path, name: str, subject: str, usage: str, sans: str | None) -> None:
+def leaf_cert(pki: Path, name: str, subject: str, usage: str, sans: str | None) -> None:
     key, crt = pki / f"{name}.key", pki / f"{name}.crt"
     ext = ["basicConstraints=critical,CA:FALSE",
            "keyUsage=critical,digitalSignature,keyEncipherment",
@@ -74,7 +74,8 @@ def write_kubeconfig(path: Path, *, server: str, pki: Path, user: str) -> None:
         "users": [{"name": user, "user": {
             "client-certificate": str(pki / f"{user}.crt"),
             "client-key": str(pki / f"{user}.key")}}],
-        "contexts": [{"name": "localcluster", "context": {"cluster": "localcluster", "user": user}}],
+        "contexts": [{"name": "localcluster",
+                      "context": {"cluster": "localcluster", "user": user}}],
         "current-context": "localcluster",
         "preferences": {},
     }

@@ -11,8 +11,8 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 class ComponentError(RuntimeError):
@@ -65,7 +65,10 @@ class Processes:
     def log(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
 
-    def start(self, name: str, argv: list[str], *, env: dict[str, str] | None = None) -> int:
+    def start(self, name: str, argv: list[str], *, env: dict[str, str] | None = None,
+              cgroup: Path | None = None) -> int:
+        """Starts `argv` as component `name` (log appended to logs/<name>.log); in `cgroup`
+        (a cgroup directory, joined before exec so every child is in it too) when given."""
         self.pid_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log(name), "ab") as out:
@@ -74,7 +77,8 @@ class Processes:
             # A new session: the component outlives the CLI that started it and gets no
             # terminal signals.
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                    start_new_session=True, env=env)
+                                    start_new_session=True, env=env,
+                                    preexec_fn=_joiner(cgroup) if cgroup else None)
         self._children[name] = proc
         (self.pid_dir / f"{name}.pid").write_text(f"{proc.pid} {_start_time(proc.pid)}\n")
         return proc.pid
@@ -114,6 +118,15 @@ class Processes:
         if self.pid(name) is None:
             raise ComponentError(f"{name} exited during start-up; last lines of "
                                  f"{self.log(name)}:\n{log_tail(self.log(name))}")
+
+
+def _joiner(cgroup: Path) -> Callable[[], None]:
+    procs = str(cgroup / "cgroup.procs")
+
+    def join() -> None:   # runs in the child between fork and exec
+        with open(procs, "w") as f:
+            f.write(str(os.getpid()))
+    return join
 
 
 def register_user(users_dir: Path) -> Path:

@@ -1,8 +1,10 @@
 """End-to-end fixtures: one local cluster per test session, one fresh namespace per test.
 
-The cluster in LOCALCLUSTER_STATE_DIR (default .cache/cluster) is reused when a developer
-started it (`make cluster-up`) and left running afterwards; otherwise the session starts it and
-stops it at the end, unless another test session still uses it (the last one out stops it).
+The cluster lives in a state dir of the test suite's own, LOCALCLUSTER_STATE_DIR or
+.cache/e2e-cluster, never the demo's (.cache/cluster, whose real node would pull the chart's
+images): kwok nodes only. A running one there (`python -m localcluster --state-dir
+.cache/e2e-cluster up`) is reused and left running; otherwise the session starts it and stops
+it at the end, unless another test session still uses it (the last one out stops it).
 Tests never skip for want of a cluster: starting one is part of the run.
 """
 from __future__ import annotations
@@ -14,9 +16,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from localcluster import DEFAULT_STATE_DIR, Cluster, wait_until
+from localcluster import Cluster, wait_until
+from localcluster.cluster import REPO_ROOT
 
 E2E_NODES = 3
+E2E_STATE_DIR = REPO_ROOT / ".cache" / "e2e-cluster"
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +28,7 @@ def cluster() -> Iterator[Cluster]:
     """A healthy cluster with at least E2E_NODES Ready fake nodes. Handle: `.kubeconfig`,
     `.env` (KUBECONFIG and PATH for helm/kubectl subprocesses), `.api` (REST client),
     `.kubectl(*args)`, `.add_nodes(n)`, `.remove_nodes(names)`, `.serve_repo()`."""
-    c = Cluster(os.environ.get("LOCALCLUSTER_STATE_DIR") or DEFAULT_STATE_DIR)
+    c = Cluster(os.environ.get("LOCALCLUSTER_STATE_DIR") or E2E_STATE_DIR)
     with c.session(nodes=E2E_NODES):
         yield c
 
@@ -37,7 +41,8 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     cluster.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                              "metadata": {"name": name}})
     # Pods are refused until the token controller has made the namespace's default SA.
-    assert wait_until(lambda: cluster.api.exists(f"/api/v1/namespaces/{name}/serviceaccounts/default"),
+    sa = f"/api/v1/namespaces/{name}/serviceaccounts/default"
+    assert wait_until(lambda: cluster.api.exists(sa),
                       30), f"no default ServiceAccount in {name}"
     yield name
     cluster.api.delete(f"/api/v1/namespaces/{name}")

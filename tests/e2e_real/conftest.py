@@ -1,9 +1,17 @@
 """Fixtures of the real-node suite: a local cluster with a real kubelet node (containerd, CNI
 bridge, kube-proxy, CoreDNS: localcluster/realnode.py) and no fake nodes, in its own state dir
 (.cache/realnode-cluster, or LOCALCLUSTER_REAL_STATE_DIR) so it never fights the kwok suite.
+The cluster lives as long as this package's tests (package scope), so its control plane is gone
+before the kwok suites start theirs.
 
-The chart is installed with the locally built images (localcluster/images.py, pullPolicy
-Never). Workload pods run the worker image (python3 + vineyard client) as a non-root user.
+There is one real node per machine. When another state dir's node runs (`make demo` left
+running), the suite borrows the machine: that node is stopped by its own state dir's teardown
+for the duration, and started again afterwards (its pods come back through their controllers).
+
+The chart is installed with its default images, exactly as `helm install` would: the node's
+containerd pulls them from its loopback mirror (localcluster/images.py, realnode.py). Nothing
+may leave the machine: the node's egress counter must read 0 when the suite ends. Workload
+pods run the worker image (python3 + vineyard client) as a non-root user.
 """
 from __future__ import annotations
 
@@ -22,8 +30,7 @@ import pytest
 
 from localcluster import Cluster, images, wait_until
 from localcluster.cluster import REPO_ROOT
-from localcluster.demo import local_image_values
-from localcluster.realnode import NODE_NAME, unavailable_reason
+from localcluster.realnode import NODE_NAME, live_owner, unavailable_reason
 
 STATE_DIR = Path(os.environ.get("LOCALCLUSTER_REAL_STATE_DIR")
                  or REPO_ROOT / ".cache" / "realnode-cluster")
@@ -31,7 +38,9 @@ CHART = REPO_ROOT / "charts" / "vineyard"
 MEASURE_FILE = REPO_ROOT / ".cache" / "realnode-measurements.json"
 WORKER_UID = 1001          # not vineyardd's uid, not in the socket group unless given
 SOCKET_GID = 2000
-LOCAL_IMAGES = local_image_values()
+# Packets the egress counter is expected to see: only those a test sends on purpose to prove
+# that the counter counts (test_realnode_egress.py adds them).
+EXPECTED_EGRESS: list[int] = []
 
 
 def record(key: str, value) -> None:
@@ -41,16 +50,41 @@ def record(key: str, value) -> None:
     MEASURE_FILE.write_text(json.dumps(data, indent=2) + "\n")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def real_cluster() -> Iterator[Cluster]:
     c = Cluster(STATE_DIR)
     reason = unavailable_reason(c.bin_dir)
     if reason:
         pytest.skip(f"no real node here: {reason}")
-    with c.session(nodes=0, real_nodes=1, timeout=300):
+    with _machine_borrowed(c.state_dir), c.session(nodes=0, real_nodes=1, timeout=300):
         record("node join (kubelet start to Ready), s",
                round(c.timings.get("real node: node join (kubelet start to Ready)", -1), 2))
+        node = c.real_node()
         yield c
+        egress = node.egress_packets()
+        record("packets sent off the machine by the real node and its pods", egress)
+        assert egress == sum(EXPECTED_EGRESS), (
+            f"the real node or its pods sent {egress - sum(EXPECTED_EGRESS)} packets to "
+            f"addresses off this machine (dropped and counted by {node.egress_chain}); see "
+            f"`iptables -L {node.egress_chain} -v`")
+
+
+@contextlib.contextmanager
+def _machine_borrowed(me: Path) -> Iterator[None]:
+    """Stops another state dir's live real node for the duration, then starts it again."""
+    owner = live_owner()
+    if owner is None or owner == me:
+        yield
+        return
+    lender = Cluster(owner)
+    print(f"\nreal-node suite: borrowing the machine's real node from {owner} "
+          "(stopped now, started again when the suite ends)", flush=True)
+    lender.real_node().down()
+    try:
+        yield
+    finally:
+        if lender.is_healthy():
+            lender.real_node().up(timeout=300)
 
 
 class Helm:
@@ -68,9 +102,9 @@ class Helm:
 
     def install(self, release: str, *sets: str, values: dict | None = None,
                 wait: bool = True) -> float:
-        """helm install of the chart with local images; returns seconds to all pods Ready."""
+        """helm install of the chart (default images); returns seconds to all pods Ready."""
         argv = ["install", release, str(CHART)]
-        for s in [*LOCAL_IMAGES, *sets]:
+        for s in sets:
             argv += ["--set", s]
         if values:
             # JSON is YAML; a file keeps commas and newlines that --set would split on.

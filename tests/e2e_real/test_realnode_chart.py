@@ -92,8 +92,8 @@ def test_pods_ready_by_real_probes_and_helm_test(real_cluster: Cluster, release)
         # A real container: containerd gave it an id, the image is the locally built one.
         assert all(s["containerID"].startswith("containerd://") for s in statuses)
     # The socket exists on the host, in a directory only group 2000 may enter.
-    vineyardd = [p for p in pods if p["metadata"]["labels"].get(
-        "app.kubernetes.io/component") == "vineyardd"][0]
+    vineyardd = next(p for p in pods if p["metadata"]["labels"].get(
+        "app.kubernetes.io/component") == "vineyardd")
     uid = vineyardd["spec"]["securityContext"]["runAsUser"]
     st = os.stat(host_dir)
     assert (st.st_uid, st.st_gid, oct(st.st_mode & 0o777)) == (uid, SOCKET_GID, "0o750")

@@ -5,15 +5,18 @@ hack/gen_reliability_table.py turns those files into docs/reliability.md, so eve
 the table is one a test produced (and the file names the test and the commit it ran on).
 
 Clusters: the admission, concurrency and fuzzing checks share the e2e cluster
-(LOCALCLUSTER_STATE_DIR or .cache/cluster, same session rules as tests/e2e). The fault checks
-restart kube-apiserver and delete nodes, so they run on their own cluster in
-.cache/faults-cluster (RELIABILITY_FAULTS_STATE_DIR), stopped when the session ends.
+(LOCALCLUSTER_STATE_DIR or .cache/e2e-cluster, same session rules as tests/e2e). The fault
+checks restart kube-apiserver and delete nodes, so they run on a cluster of this run alone,
+.cache/faults-cluster-<pid> (or RELIABILITY_FAULTS_STATE_DIR), started when the first fault
+check needs it and stopped, its state dir removed, when the last one ends (package scope); two
+concurrent runs never share it. State dirs left by runs that died are stopped and removed.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -24,11 +27,12 @@ from typing import Any
 
 import pytest
 
-from localcluster import DEFAULT_STATE_DIR, ApiError, Cluster, wait_until
+from localcluster import ApiError, Cluster, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS_DIR = REPO / ".cache" / "reliability"
-FAULTS_STATE_DIR = REPO / ".cache" / "faults-cluster"
+E2E_STATE_DIR = REPO / ".cache" / "e2e-cluster"
+FAULTS_STATE_DIR_PREFIX = "faults-cluster-"
 NODES = 3
 
 sys.path.insert(0, str(REPO / "tests" / "chart"))  # chart_render: the shared `helm template` helper
@@ -69,17 +73,36 @@ def record(request: pytest.FixtureRequest) -> Recorder:
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     """The shared e2e cluster (see tests/e2e/conftest.py): started unless running."""
-    c = Cluster(os.environ.get("LOCALCLUSTER_STATE_DIR") or DEFAULT_STATE_DIR)
+    c = Cluster(os.environ.get("LOCALCLUSTER_STATE_DIR") or E2E_STATE_DIR)
     with c.session(nodes=NODES):
         yield c
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def faults_cluster() -> Iterator[Cluster]:
-    """A cluster of our own, for checks that restart or stop its components."""
-    c = Cluster(os.environ.get("RELIABILITY_FAULTS_STATE_DIR") or FAULTS_STATE_DIR)
-    with c.session(nodes=NODES):
-        yield c
+    """A cluster of this run alone, for checks that restart or stop its components."""
+    if os.environ.get("RELIABILITY_FAULTS_STATE_DIR"):
+        c = Cluster(os.environ["RELIABILITY_FAULTS_STATE_DIR"])
+        with c.session(nodes=NODES):
+            yield c
+        return
+    _remove_dead_faults_clusters()
+    state_dir = REPO / ".cache" / f"{FAULTS_STATE_DIR_PREFIX}{os.getpid()}"
+    c = Cluster(state_dir)
+    try:
+        with c.session(nodes=NODES):
+            yield c
+    finally:
+        c.down()
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _remove_dead_faults_clusters() -> None:
+    for state_dir in (REPO / ".cache").glob(f"{FAULTS_STATE_DIR_PREFIX}*"):
+        pid = state_dir.name.removeprefix(FAULTS_STATE_DIR_PREFIX)
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            Cluster(state_dir).down()
+            shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def make_namespace(c: Cluster, prefix: str, labels: dict[str, str] | None = None) -> str:
