@@ -1,14 +1,20 @@
 """Writes bench/results.md and the PNG plots in bench/plots/ from bench/results.json.
 
-    python bench/report.py
+    python bench/report.py                      # what `make bench` runs
+    python bench/report.py --no-plots --out X   # the markdown alone, into X (no matplotlib)
+
+tests/unit/test_generated_docs.py regenerates the markdown from the committed results.json and
+compares it with the committed results.md.
 """
 from __future__ import annotations
 
+import argparse
 import json
+from pathlib import Path
 from typing import Any
 
-from common import BENCH, RESULTS_JSON
-
+BENCH = Path(__file__).resolve().parent
+RESULTS_JSON = BENCH / "results.json"  # the same file as common.RESULTS_JSON
 PLOTS = BENCH / "plots"
 
 
@@ -212,6 +218,21 @@ def cost_md(r: dict[str, Any]) -> list[str]:
     return rows
 
 
+def plotted_sizes(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The node counts of the time-to-ready plot: ready and scale runs that finished."""
+    sizes = [s for fam in ("ready", "scale") if fam in results for s in results[fam]["sizes"]
+             if "failed" not in s]
+    return sorted({s["nodes"]: s for s in sizes}.values(), key=lambda s: s["nodes"])
+
+
+def planned_plots(results: dict[str, Any]) -> list[str]:
+    """The plots plots() draws from these results, in its order."""
+    return [name for name, present in (("overhead.png", "overhead" in results),
+                                       ("ready.png", bool(plotted_sizes(results))),
+                                       ("rollout.png", "rollout" in results),
+                                       ("cost.png", "cost" in results)) if present]
+
+
 def plots(results: dict[str, Any]) -> list[str]:
     import matplotlib
 
@@ -249,10 +270,8 @@ def plots(results: dict[str, Any]) -> list[str]:
         fig.tight_layout()
         fig.savefig(PLOTS / "overhead.png", dpi=100)
         made.append("overhead.png")
-    sizes = [s for fam in ("ready", "scale") if fam in results for s in results[fam]["sizes"]
-             if "failed" not in s]
+    sizes = plotted_sizes(results)
     if sizes:
-        sizes = sorted({s["nodes"]: s for s in sizes}.values(), key=lambda s: s["nodes"])
         fig, ax = plt.subplots(figsize=(8, 4))
         x = [s["nodes"] for s in sizes]
         for key, label in MILESTONE_NAMES:
@@ -299,11 +318,11 @@ def plots(results: dict[str, Any]) -> list[str]:
         fig.savefig(PLOTS / "cost.png", dpi=100)
         made.append("cost.png")
     plt.close("all")
+    assert made == planned_plots(results), (made, planned_plots(results))
     return made
 
 
-def main() -> None:
-    results = json.loads(RESULTS_JSON.read_text())
+def markdown(results: dict[str, Any], plot_names: list[str]) -> str:
     md = ["# Benchmark results", "",
           "Written by `bench/report.py` from `bench/results.json`; how to run: "
           "[README.md](README.md). Every figure is a median over interleaved runs on a "
@@ -318,10 +337,21 @@ def main() -> None:
         md += cost_md(results["cost"])
     if "scale" in results:
         md += scale_md(results["scale"])
-    made = plots(results)
-    md += ["## Plots", ""] + [f"![{m}](plots/{m})" for m in made] + [""]
-    (BENCH / "results.md").write_text("\n".join(md))
-    print(f"wrote bench/results.md and {len(made)} plots in bench/plots/")
+    md += ["## Plots", ""] + [f"![{m}](plots/{m})" for m in plot_names] + [""]
+    return "\n".join(md)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--results", type=Path, default=RESULTS_JSON, help="%(default)s")
+    parser.add_argument("--out", type=Path, default=BENCH / "results.md", help="%(default)s")
+    parser.add_argument("--no-plots", action="store_true",
+                        help="draw no plot (the markdown still links the ones plots() draws)")
+    args = parser.parse_args(argv)
+    results = json.loads(args.results.read_text())
+    made = planned_plots(results) if args.no_plots else plots(results)
+    args.out.write_text(markdown(results, made))
+    print(f"wrote {args.out}" + ("" if args.no_plots else f" and {len(made)} plots in {PLOTS}"))
 
 
 if __name__ == "__main__":
