@@ -15,12 +15,32 @@ from typing import Any
 
 import pytest
 
-from chart_render import SCENARIOS
+from chart_render import SCENARIOS, deep_merge, default_values, scenario_values
 from vineyardd_harness import Identity, Pod, parse_quantity
 
 BENCH_MIB = 64
 BENCH_REPEAT = 5
 ROUNDTRIP_MIB = 8
+
+# Which scenarios each check applies to, from their values (each test also checks the rendered
+# pod agrees). A check that does not apply to a scenario is not collected for it, rather than
+# skipped: under CI a skip fails the run (tests/conftest.py).
+VALUES = {s: deep_merge(default_values(), scenario_values(s)) for s in SCENARIOS}
+POD_LOCAL = [s for s in SCENARIOS if VALUES[s]["socket"]["volume"]["type"] == "emptyDir"]
+GATED = [s for s in SCENARIOS if s not in POD_LOCAL]
+RPC_ON = [s for s in SCENARIOS if VALUES[s]["vineyard"]["rpc"]["enabled"]]
+RPC_OFF = [s for s in SCENARIOS if s not in RPC_ON]
+WITH_ETCD = [s for s in SCENARIOS if VALUES[s]["vineyard"]["meta"] == "etcd"]
+LOCAL_META = [s for s in SCENARIOS if s not in WITH_ETCD]
+WITH_HELM_TESTS = [
+    s for s in SCENARIOS if VALUES[s]["tests"]["enabled"] and (s in RPC_ON or s in WITH_ETCD)
+]
+WITHOUT_HELM_TESTS = [s for s in SCENARIOS if s not in WITH_HELM_TESTS]
+
+
+def live(scenarios: list[str]) -> pytest.MarkDecorator:
+    """The module's live pod (conftest.live_pod) of these scenarios only."""
+    return pytest.mark.parametrize("live_pod", scenarios, indirect=True)
 
 
 def uses_etcd(rendered: list[dict[str, Any]]) -> bool:
@@ -72,25 +92,46 @@ class TestServing:
         assert (uid, gid, groups) == (ident.uid, ident.gid, set(ident.groups))
         assert uid != 0
 
+    @live(GATED)
     def test_socket_directory_is_gated_as_the_chart_says(self, live_pod: Pod) -> None:
         pod = live_pod
-        sock_dir = pod.socket_path.parent
-        st = sock_dir.stat()
+        st = pod.socket_path.parent.stat()
         socket_volume = next(v for v in pod.spec.spec["volumes"] if v["name"] == "vineyard-socket")
-        if "emptyDir" in socket_volume:
-            # Only containers of this pod see an emptyDir: the pod is the gate.
-            return
+        assert "emptyDir" not in socket_volume
         assert stat.S_IMODE(st.st_mode) & 0o007 == 0, (
             f"socket directory open to others: {oct(st.st_mode)}"
         )
         assert st.st_uid == pod.vineyardd.identity.uid
         assert st.st_gid == 2000
 
+    @live(POD_LOCAL)
+    def test_pod_local_socket_is_shared_with_the_bundled_containers(self, live_pod: Pod) -> None:
+        """emptyDir: only containers of this pod mount the socket, so the pod is the gate; the
+        chart applies no directory gate, and every bundled container is told the socket's path
+        and connects as its own user."""
+        pod = live_pod
+        socket_volume = next(v for v in pod.spec.spec["volumes"] if v["name"] == "vineyard-socket")
+        assert "emptyDir" in socket_volume
+        assert pod.socket_path.parent.is_relative_to(pod.spec.volume_dirs["vineyard-socket"])
+        init = pod.spec.container_manifest("prepare-socket-dir")
+        script = " ".join(map(str, init["command"]))
+        assert "chown" not in script, script
+        assert "chmod" not in script, script
+        assert pod.spec.identity(init).uid != 0, "the init container needs no root here"
+        bundled = [c["name"] for c in pod.spec.spec["containers"] if c["name"] != "vineyardd"]
+        assert bundled, "emptyDir mode without a container to share the socket with"
+        for name in bundled:
+            container = pod.spec.container(name, pod.images)
+            assert container.env["VINEYARD_IPC_SOCKET"] == str(pod.socket_path), name
+            assert container.identity.uid != 0, name
+            connected = pod.client("raw-connect", str(pod.socket_path), identity=container.identity)
+            assert connected == {"connected": True}, (name, connected)
+
+    @live(GATED)
     def test_client_outside_the_socket_group_is_refused(self, live_pod: Pod) -> None:
         pod = live_pod
         socket_volume = next(v for v in pod.spec.spec["volumes"] if v["name"] == "vineyard-socket")
-        if "emptyDir" in socket_volume:
-            pytest.skip("emptyDir: no pod outside this one can mount the socket")
+        assert "emptyDir" not in socket_volume
         stranger = Identity(1001, 1001, (), (), True)
         refused = pod.client("raw-connect", str(pod.socket_path), identity=stranger)
         assert refused == {"connected": False, "errno": "EACCES"}
@@ -102,19 +143,25 @@ class TestServing:
         assert result["equal"]
         assert result["nbytes"] == ROUNDTRIP_MIB << 20
 
+    @live(RPC_ON)
     def test_put_and_get_over_rpc_on_the_rendered_port(self, live_pod: Pod) -> None:
         pod = live_pod
-        if pod.rpc_port is None:
-            assert not any(port == 9600 for _, port in pod.sandbox.listening()), (
-                "RPC is off but 9600 listens"
-            )
-            pytest.skip("RPC disabled in this scenario (checked: nothing listens)")
+        assert pod.rpc_port is not None, "the values enable RPC but vineyardd runs without it"
         rendered_port = pod.vineyardd.raw["ports"][0]["containerPort"]
         assert pod.rpc_port == rendered_port
         result = pod.client(
             "rpc-roundtrip", "127.0.0.1", str(pod.rpc_port), str(ROUNDTRIP_MIB), netns=True
         )
         assert result["equal"]
+
+    @live(RPC_OFF)
+    def test_nothing_listens_for_rpc_when_it_is_off(self, live_pod: Pod) -> None:
+        pod = live_pod
+        assert pod.rpc_port is None, "the values disable RPC but vineyardd runs with it"
+        assert "--rpc=false" in pod.vineyardd.argv
+        assert not any(port == 9600 for _, port in pod.sandbox.listening()), (
+            "RPC is off but 9600 listens"
+        )
 
     def test_size_is_enforced(self, live_pod: Pod) -> None:
         size = live_pod.flag("size")
@@ -193,14 +240,11 @@ def test_sigterm_exits_within_the_grace_period(
     assert rc == 0, pod.daemon.output()[-2000:]  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("scenario", WITH_HELM_TESTS)
 def test_helm_test_pods_pass_live_and_fail_stopped(scenario: str, new_pod: Any) -> None:
     pod: Pod = new_pod(scenario)
     tests = pod.helm_test_pods()
-    if not tests:
-        assert pod.rpc_port is None, "RPC is on but no helm test checks it"
-        assert not pod.etcd_endpoints, "etcd is configured but no helm test checks it"
-        pytest.skip("no helm test pods: RPC off and no etcd")
+    assert tests, "RPC or etcd is on but no helm test checks it"
     pod.start()
     live = {t["metadata"]["name"]: pod.run_helm_test(t) for t in tests}
     assert all(rc == 0 for rc, _ in live.values()), live
@@ -208,6 +252,24 @@ def test_helm_test_pods_pass_live_and_fail_stopped(scenario: str, new_pod: Any) 
     pod.stop_etcd()
     stopped = {t["metadata"]["name"]: pod.run_helm_test(t) for t in tests}
     assert all(rc != 0 for rc, _ in stopped.values()), stopped
+
+
+@pytest.mark.parametrize("scenario", WITHOUT_HELM_TESTS)
+def test_no_helm_test_pods_when_there_is_nothing_to_check(
+    scenario: str, rendered: dict[str, Any]
+) -> None:
+    hooks = [
+        m for m in rendered[scenario]
+        if "helm.sh/hook" in (m["metadata"].get("annotations") or {})
+    ]
+    assert hooks == []
+    if VALUES[scenario]["tests"]["enabled"]:
+        assert not uses_etcd(rendered[scenario])
+        ds = next(m for m in rendered[scenario] if m["kind"] == "DaemonSet")
+        vineyardd = next(
+            c for c in ds["spec"]["template"]["spec"]["containers"] if c["name"] == "vineyardd"
+        )
+        assert "--rpc=false" in vineyardd["args"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,18 +299,27 @@ def observe_until_exit(pod: Pod, timeout: float) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("scenario", LOCAL_META)
+def test_local_meta_configures_no_etcd(scenario: str, rendered: dict[str, Any]) -> None:
+    """meta=local: nothing for the trap below to catch, as rendered."""
+    assert not uses_etcd(rendered[scenario])
+    ds = next(m for m in rendered[scenario] if m["kind"] == "DaemonSet")
+    pod = ds["spec"]["template"]["spec"]
+    vineyardd = next(c for c in pod["containers"] if c["name"] == "vineyardd")
+    assert "--meta=local" in vineyardd["args"]
+    assert not any(str(a).startswith("--etcd") for a in vineyardd["args"])
+    assert "wait-for-etcd" not in [c["name"] for c in pod.get("initContainers", [])]
+
+
+@pytest.mark.parametrize("scenario", WITH_ETCD)
 def test_unanswered_etcd_makes_vineyardd_exit_without_launching_one(
     scenario: str,
     new_pod: Any,
     rendered: dict[str, Any],
     record_figures: Any,
 ) -> None:
+    assert uses_etcd(rendered[scenario])
     pod: Pod = new_pod(scenario)
-    if not uses_etcd(rendered[scenario]):
-        assert not any(a.startswith("--etcd") for a in pod.vineyardd.argv)
-        assert "wait-for-etcd" not in pod.spec.init_container_names()
-        pytest.skip("meta=local: no etcd configured (checked: no --etcd flags, no wait-for-etcd)")
     # The image carries an etcd (upstream's bundles v3.5.9): the trap is armed.
     assert shutil.which("etcd", path=pod.vineyardd.env["PATH"]), "no etcd on the container PATH"
     rc, out = pod.run_init_container("prepare-socket-dir")
@@ -297,15 +368,14 @@ def test_trap_detector_sees_the_launch_when_etcd_cmd_is_dropped(new_pod: Any) ->
                 shutil.rmtree(m.group(1), ignore_errors=True)
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("scenario", WITH_ETCD)
 def test_wait_for_etcd_holds_until_etcd_answers(
     scenario: str,
     new_pod: Any,
     rendered: dict[str, Any],
     record_figures: Any,
 ) -> None:
-    if not uses_etcd(rendered[scenario]):
-        pytest.skip("meta=local: no wait-for-etcd init container")
+    assert uses_etcd(rendered[scenario])
     pod: Pod = new_pod(scenario)
     init = pod.init_container("wait-for-etcd")
     waiting = pod.sandbox.spawn(
