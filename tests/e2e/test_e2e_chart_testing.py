@@ -48,6 +48,7 @@ def volumes(cluster: Cluster) -> Iterator[list[str]]:
     delete_pvs(cluster, names)
 
 
+@pytest.mark.timeout(2400)  # ct install of 7 scenarios, bounded at 1800 s by its own timeout
 def test_ct_install_passes_for_every_ci_scenario(
     cluster: Cluster, namespace: str, e2e_env: dict[str, str], volumes: list[str]
 ) -> None:

@@ -40,6 +40,10 @@ from vineyard_helm.deploy.kubernetes import delete_kubernetes_objects, start_vin
 CHART_YAML = yaml.safe_load((CHART / "Chart.yaml").read_text())
 MAJORS = (3, 4)
 
+# The module's flows (install, upgrade, status, uninstall with helm 3 and 4) run in the first
+# test's setup, each wait up to 5 minutes; the CLI test waits 600 s plus 5 minutes.
+pytestmark = pytest.mark.timeout(1800)
+
 
 def helm_of(major: int) -> str:
     return str(HELM_BINARIES[major])

@@ -36,6 +36,9 @@ def _all_ready(cluster: Cluster, ns: str, nodes: int) -> bool:
         return False
 
 
+# Its own waits add up to 30 minutes (nodes 300 s, Ready 600 s, uninstall 10 min, nodes gone
+# 300 s): each fails with its message before this limit.
+@pytest.mark.timeout(2400)
 @pytest.mark.parametrize("nodes", [3, 100])
 def test_time_from_helm_install_to_all_pods_ready(
     cluster: Cluster, e2e_env: dict[str, str], namespace: str, nodes: int

@@ -48,6 +48,10 @@ from localcluster import Cluster
 
 VINEYARDD = f"{INSTANCE}=vineyard,app.kubernetes.io/component=vineyardd"
 
+# The module's flows (upgrade, rollback, OnDelete, failing upgrades) run in the first test's
+# setup, each with several helm waits of up to 5 minutes.
+pytestmark = pytest.mark.timeout(1800)
+
 
 @dataclass
 class Flow:

@@ -7,31 +7,36 @@ Cluster fixtures (`cluster`, `namespace`) are tests/e2e's own, re-exported here.
 """
 from __future__ import annotations
 
-import functools
-import http.server
 import importlib.util
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "vineyard"
-BIN = REPO / ".cache" / "bin"
-HELM = BIN / "helm"
-HELM3 = BIN / "helm3"
-REGISTRY = BIN / "registry"
-PREVIOUS_VERSION = "0.0.9"
-KEY_NAME = "vineyard-helm release test"
+from release_kit import (
+    BIN,
+    HELM,
+    HELM3,
+    KEY_NAME,
+    REGISTRY,
+    REPO,
+    Key,
+    Published,
+    Registry,
+    StaticSite,
+    chart_version,
+    make_key,
+    previous_release,
+    release_cmd,
+    run,
+    start_registry,
+    stop_gpg_agent,
+    stop_process,
+)
 
 # The tests import hack/release.py as `from hack import release`.
 if str(REPO) not in sys.path:
@@ -50,40 +55,14 @@ cluster = _e2e.cluster
 namespace = _e2e.namespace
 
 
-def release_cmd(*args: object) -> list[object]:
-    """hack/release.py as the tests run it: from this (possibly uncommitted) checkout, the
-    wheel built with the venv's pinned hatchling."""
-    return [sys.executable, REPO / "hack" / "release.py", *args, "--no-isolation",
-            "--allow-dirty"]
-
-
-def chart_version() -> str:
-    return str(yaml.safe_load((CHART / "Chart.yaml").read_text())["version"])
-
-
-def wait_for(condition, timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run(argv: list[str], env: dict[str, str], *, check: bool = True,
-        timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([str(a) for a in argv], capture_output=True, text=True, env=env,
-                            timeout=timeout, cwd=cwd)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, argv))} failed ({result.returncode}):\n"
-                             f"{result.stdout}\n{result.stderr}")
-    return result
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The first test that needs `published` pays for hack/release.py (bounded at 600 s by its
+    own timeout) on top of its own work: those tests get 1200 s unless marked otherwise."""
+    for item in items:
+        if "published" in getattr(item, "fixturenames", ()) and not item.get_closest_marker(
+            "timeout"
+        ):
+            item.add_marker(pytest.mark.timeout(1200))
 
 
 @pytest.fixture(scope="session")
@@ -98,39 +77,7 @@ def helm_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             "HELM_DATA_HOME": str(home / "data")}
 
 
-# ---- GPG ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Key:
-    name: str
-    home: Path
-    secring: Path   # legacy secret keyring, what `helm package --sign --keyring` reads
-    pubring: Path   # binary public keyring, what `helm verify --keyring` reads
-    armored: str    # the ASCII-armored secret key, as a CI secret holds it
-
-
-def make_key(home: Path, name: str) -> Key:
-    """A throwaway RSA key without passphrase in its own GNUPGHOME (the caller stops that
-    home's gpg-agent with stop_gpg_agent)."""
-    home.mkdir(mode=0o700, parents=True)
-    gpg = ["gpg", "--batch", "--quiet", "--homedir", str(home)]
-    subprocess.run([*gpg, "--pinentry-mode", "loopback", "--passphrase", "",
-                    "--quick-gen-key", f"{name} <release-test@example.invalid>", "rsa2048",
-                    "sign", "never"], check=True, capture_output=True)
-    secring, pubring = home / "secring.gpg", home / "pubring-export.gpg"
-    secring.write_bytes(subprocess.run([*gpg, "--export-secret-keys", name], check=True,
-                                       capture_output=True).stdout)
-    pubring.write_bytes(subprocess.run([*gpg, "--export", name], check=True,
-                                       capture_output=True).stdout)
-    armored = subprocess.run([*gpg, "--armor", "--export-secret-keys", name], check=True,
-                             capture_output=True, text=True).stdout
-    return Key(name, home, secring, pubring, armored)
-
-
-def stop_gpg_agent(home: Path) -> None:
-    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True,
-                   check=False)
+# ---- GPG ----
 
 
 @pytest.fixture(scope="session")
@@ -140,30 +87,7 @@ def signing_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Key]:
     stop_gpg_agent(key.home)
 
 
-# ---- servers --------------------------------------------------------------------------------
-
-
-class StaticSite:
-    """A directory served over HTTP on 127.0.0.1 (a thread in this process), as a static host
-    such as GitHub Pages would serve the published chart repository."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        handler = functools.partial(_QuietHandler, directory=str(root))
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+# ---- servers ----
 
 
 @pytest.fixture(scope="session")
@@ -181,88 +105,8 @@ def static_site() -> Iterator[type[StaticSite]]:
         site.close()
 
 
-@dataclass
-class Registry:
-    host: str                  # 127.0.0.1:PORT
-    plain_http: bool
-    ca_file: Path | None       # the self-signed certificate clients must trust (TLS only)
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def charts(self) -> str:
-        return f"oci://{self.host}/charts"
-
-    def flags(self) -> list[str]:
-        return ["--plain-http"] if self.plain_http else ["--ca-file", str(self.ca_file)]
-
-
-def _start_registry(workdir: Path, *, tls: bool) -> Registry:
-    workdir.mkdir(parents=True)
-    cert = key = None
-    if tls:
-        cert, key = workdir / "cert.pem", workdir / "key.pem"
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                        "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    for _attempt in range(3):  # a port picked free may be taken before the registry binds it
-        port = free_port()
-        config = {
-            "version": 0.1,
-            "log": {"level": "warn", "accesslog": {"disabled": True}},
-            "storage": {"filesystem": {"rootdirectory": str(workdir / "storage")},
-                        "delete": {"enabled": True}},
-            "http": {"addr": f"127.0.0.1:{port}", "secret": "release-tests-only",
-                     **({"tls": {"certificate": str(cert), "key": str(key)}} if tls else {})},
-        }
-        (workdir / "config.yml").write_text(yaml.safe_dump(config))
-        log = workdir / f"registry-{port}.log"
-        # No telemetry leaves the machine: the registry's OpenTelemetry exporter is off.
-        env = {**os.environ, "OTEL_TRACES_EXPORTER": "none", "OTEL_SDK_DISABLED": "true"}
-        with log.open("wb") as out:
-            process = subprocess.Popen([str(REGISTRY), "serve", str(workdir / "config.yml")],
-                                       stdout=out, stderr=subprocess.STDOUT, env=env)
-        registry = Registry(f"127.0.0.1:{port}", not tls, cert, process, log)
-        if _wait_serving(registry):
-            return registry
-        stop_process(process)
-    raise AssertionError(f"registry did not start; log:\n{log.read_text()}")
-
-
-def _wait_serving(registry: Registry, timeout: float = 15) -> bool:
-    """True once the registry answers /v2/; False if it exits first (e.g. port taken)."""
-    exited_or_answers = wait_for(
-        lambda: registry.process.poll() is not None or _answers(registry), timeout)
-    return exited_or_answers and registry.process.poll() is None
-
-
-def _answers(registry: Registry) -> bool:
-    import ssl
-    import urllib.request
-
-    scheme = "http" if registry.plain_http else "https"
-    ctx = None if registry.plain_http else ssl.create_default_context(cafile=str(registry.ca_file))
-    try:
-        with urllib.request.urlopen(f"{scheme}://{registry.host}/v2/", timeout=1,
-                                    context=ctx) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    """Stops one process this suite started, by its PID."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def _serve_registry(factory: pytest.TempPathFactory, *, tls: bool) -> Iterator[Registry]:
-    reg = _start_registry(factory.mktemp("registry") / ("tls" if tls else "plain"), tls=tls)
+    reg = start_registry(factory.mktemp("registry") / ("tls" if tls else "plain"), tls=tls)
     try:
         yield reg
     finally:
@@ -283,31 +127,7 @@ def tls_registry(tmp_path_factory: pytest.TempPathFactory,
     yield from _serve_registry(tmp_path_factory, tls=True)
 
 
-# ---- the release ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Published:
-    version: str
-    dist: Path
-    site: Path          # the published HTTP repository (earlier release + this one)
-    url: str            # where `site` is served
-    registry: Registry  # where the release pushed the chart
-    seconds: float      # wall time of hack/release.py
-    stdout: str
-
-
-def previous_release(site: Path, key: Key, helm_env: dict[str, str], tmp: Path) -> None:
-    """An earlier release already published at `site`: vineyard PREVIOUS_VERSION, signed."""
-    chart = tmp / "vineyard"
-    shutil.copytree(CHART, chart)
-    meta = chart / "Chart.yaml"
-    meta.write_text(meta.read_text().replace(f"version: {chart_version()}\n",
-                                             f"version: {PREVIOUS_VERSION}\n", 1))
-    site.mkdir(parents=True)
-    run([HELM, "package", chart, "--destination", site, "--sign", "--key", key.name,
-         "--keyring", key.secring], helm_env)
-    run([HELM, "repo", "index", site], helm_env)
+# ---- the release ----
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pytest
 import tomllib
 import yaml
 
-from conftest import CHART, REPO, Published
+from release_kit import CHART, REPO, Published
 
 # https://artifacthub.io/docs/topics/annotations/helm/
 CATEGORIES = {"ai-machine-learning", "database", "integration-delivery", "monitoring-logging",

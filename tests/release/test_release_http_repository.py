@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import (
+from release_kit import (
     HELM,
     HELM3,
     PREVIOUS_VERSION,

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 import vineyard_helm
-from conftest import HELM, Published, Registry, release_cmd, run, wait_for
+from release_kit import HELM, Published, Registry, release_cmd, run, wait_for
 
 # Generous: the first install on a freshly started cluster waits for kwok to start the pods.
 INSTALL_TIMEOUT = "180s"

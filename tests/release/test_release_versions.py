@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CHART, HELM, REPO, Key, Published, chart_version, release_cmd, run
 from hack import release
+from release_kit import CHART, HELM, REPO, Key, Published, chart_version, release_cmd, run
 
 
 def test_chart_changelog_and_change_annotation_agree() -> None:

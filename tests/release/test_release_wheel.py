@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, REPO, Published, run
+from release_kit import BIN, REPO, Published, run
+
+# `published` (hack/release.py, up to 600 s), pip install of the wheel (600 s), install (300 s).
+pytestmark = pytest.mark.timeout(1800)
 
 RENDER = """
 import json, vineyard_helm

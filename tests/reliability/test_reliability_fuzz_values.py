@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
+import pytest
 import yaml
 from fuzz_values_gen import Case, invalid_cases, valid_candidates
 
@@ -29,6 +30,10 @@ VALID_SCHEMA = 3000
 VALID_RENDER = 300
 K8S = kubernetes_validate.latest_version()
 HELM = helm_binary(4)
+
+# 208 cold CLI runs, 30 helm runs against a cluster, 300 renders validated against the OpenAPI
+# schema: minutes each on a loaded 2-core machine.
+pytestmark = pytest.mark.timeout(1200)
 
 
 def names_key(text: str, case: Case) -> bool:
