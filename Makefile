@@ -35,6 +35,18 @@ scanners:
 test: setup
 	$(PY) -m pytest -q
 
+# The fast lane, about 2 minutes: lint (ruff, the whole repository), types (mypy), the unit and
+# chart suites. Needs only the venv, helm and helm3 (built alone, not the other tools); ct lint
+# (marker chart_testing) and tests/unit/test_static_checks.py (ruff and mypy again) are left to
+# make test.
+.PHONY: check
+check: venv
+	hack/build-tools.sh helm helm3
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+	$(PY) -m pytest -q tests/unit tests/chart -m "not chart_testing" \
+	  --deselect tests/unit/test_static_checks.py
+
 demo: setup
 	$(PY) -m localcluster demo
 

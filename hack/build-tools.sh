@@ -4,6 +4,13 @@
 # was built; a tool whose stamp matches is skipped. Order: helm, helm3, ct (other work needs
 # them first), then the Kubernetes binaries, then kwok, the registry and kube-score. Timings go
 # to .cache/bin/build-times.log.
+#
+#   hack/build-tools.sh              everything (make tools)
+#   hack/build-tools.sh helm helm3   only the named ones, in the order given (make check)
+#
+# Names: apt (the Debian packages), helm, helm3, ct, control-plane (kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubectl), node (kubelet, kube-proxy), etcd (etcd,
+# etcdctl), kwok (and its stages), coredns, registry, kube-score.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -140,34 +147,63 @@ apt_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+ALL=(apt helm helm3 ct control-plane node etcd kwok coredns registry kube-score)
+
+build() {  # name
+  case $1 in
+    apt) apt_packages ;;
+    helm)
+      go_install helm helm.sh/helm/v4/cmd/helm "$HELM_VERSION" \
+        "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
+      ;;
+    helm3)
+      local h3=helm.sh/helm/v3 m3
+      m3="$(client_go_minor "$h3@$HELM3_VERSION")"
+      go_install helm3 "$h3/cmd/helm" "$HELM3_VERSION" \
+        "-s -w -X $h3/internal/version.version=$HELM3_VERSION -X $h3/internal/version.gitTreeState=clean
+         -X $h3/pkg/lint/rules.k8sVersionMajor=1 -X $h3/pkg/lint/rules.k8sVersionMinor=$m3
+         -X $h3/pkg/chartutil.k8sVersionMajor=1 -X $h3/pkg/chartutil.k8sVersionMinor=$m3"
+      ;;
+    ct)
+      local ct=github.com/helm/chart-testing/v3
+      module_build ct "$TOOLS/ct" "$ct/ct" \
+        "-s -w -X $ct/ct/cmd.Version=$(required_version "$TOOLS/ct" "$ct")"
+      ;;
+    control-plane)
+      kube_build control-plane kube-apiserver kube-controller-manager kube-scheduler kubectl ;;
+    node) kube_build node kubelet kube-proxy ;;
+    etcd) etcd_build ;;
+    kwok)
+      go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION" \
+        "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
+      kwok_stages
+      ;;
+    # CoreDNS for the real node: its own module, as released (no replace directives).
+    coredns) go_install coredns github.com/coredns/coredns "$COREDNS_VERSION" "-s -w" ;;
+    # The OCI registry for the release tests (`helm push`, `helm install oci://`).
+    registry)
+      local dist=github.com/distribution/distribution/v3
+      go_install registry "$dist/cmd/registry" "$REGISTRY_VERSION" \
+        "-s -w -X $dist/version.version=$REGISTRY_VERSION"
+      ;;
+    # The manifest scanner of tests/reliability (checkov, the other one, is a PyPI package).
+    kube-score)
+      go_install kube-score github.com/zegl/kube-score/cmd/kube-score "$KUBE_SCORE_VERSION" \
+        "-s -w -X main.version=$KUBE_SCORE_VERSION"
+      ;;
+  esac
+}
+
 main() {
-  apt_packages
-  go_install helm helm.sh/helm/v4/cmd/helm "$HELM_VERSION" \
-    "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
-  local h3=helm.sh/helm/v3 m3
-  m3="$(client_go_minor "$h3@$HELM3_VERSION")"
-  go_install helm3 "$h3/cmd/helm" "$HELM3_VERSION" \
-    "-s -w -X $h3/internal/version.version=$HELM3_VERSION -X $h3/internal/version.gitTreeState=clean
-     -X $h3/pkg/lint/rules.k8sVersionMajor=1 -X $h3/pkg/lint/rules.k8sVersionMinor=$m3
-     -X $h3/pkg/chartutil.k8sVersionMajor=1 -X $h3/pkg/chartutil.k8sVersionMinor=$m3"
-  local ct=github.com/helm/chart-testing/v3
-  module_build ct "$TOOLS/ct" "$ct/ct" \
-    "-s -w -X $ct/ct/cmd.Version=$(required_version "$TOOLS/ct" "$ct")"
-  kube_build control-plane kube-apiserver kube-controller-manager kube-scheduler kubectl
-  kube_build node kubelet kube-proxy
-  etcd_build
-  go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION" \
-    "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
-  kwok_stages
-  # CoreDNS for the real node: its own module, as released (no replace directives).
-  go_install coredns github.com/coredns/coredns "$COREDNS_VERSION" "-s -w"
-  # The OCI registry for the release tests (`helm push`, `helm install oci://`).
-  local dist=github.com/distribution/distribution/v3
-  go_install registry "$dist/cmd/registry" "$REGISTRY_VERSION" \
-    "-s -w -X $dist/version.version=$REGISTRY_VERSION"
-  # The manifest scanner of tests/reliability (checkov, the other one, is a PyPI package).
-  go_install kube-score github.com/zegl/kube-score/cmd/kube-score "$KUBE_SCORE_VERSION" \
-    "-s -w -X main.version=$KUBE_SCORE_VERSION"
+  local names=("$@") name
+  ((${#names[@]})) || names=("${ALL[@]}")
+  for name in "${names[@]}"; do  # every name checked before anything is built
+    if [[ " ${ALL[*]} " != *" $name "* ]]; then
+      echo "build-tools: unknown tool '$name'; one of: ${ALL[*]}" >&2
+      exit 2
+    fi
+  done
+  for name in "${names[@]}"; do build "$name"; done
 }
 
 main "$@"

@@ -16,9 +16,12 @@ CHART = Path(__file__).resolve().parents[1] / "charts" / "vineyard"
 BEGIN, END = "<!-- values-table:begin -->", "<!-- values-table:end -->"
 
 
-def rows(schema: dict[str, Any], defaults: Any, root: dict[str, Any], path: str = "") -> Iterator[str]:
+def rows(
+    schema: dict[str, Any], defaults: Any, root: dict[str, Any], path: str = ""
+) -> Iterator[str]:
     if "$ref" in schema:
-        schema = {**root["definitions"][schema["$ref"].rsplit("/", 1)[1]], **{k: v for k, v in schema.items() if k != "$ref"}}
+        definition = root["definitions"][schema["$ref"].rsplit("/", 1)[1]]
+        schema = {**definition, **{k: v for k, v in schema.items() if k != "$ref"}}
     props = schema.get("properties")
     if props and isinstance(defaults, dict):
         for key, sub in props.items():
@@ -36,7 +39,11 @@ def rows(schema: dict[str, Any], defaults: Any, root: dict[str, Any], path: str 
 def table() -> str:
     schema = json.loads((CHART / "values.schema.json").read_text())
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
-    lines = ["| Key | Type | Default | Description |", "|---|---|---|---|", *rows(schema, defaults, schema)]
+    lines = [
+        "| Key | Type | Default | Description |",
+        "|---|---|---|---|",
+        *rows(schema, defaults, schema),
+    ]
     return "\n".join(lines)
 
 

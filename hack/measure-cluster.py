@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from localcluster import Cluster  # noqa: E402
-from localcluster.cluster import COMPONENTS  # noqa: E402
+from localcluster import Cluster
+from localcluster.cluster import COMPONENTS
 
 
 def rss_mib(pid: int) -> float:

@@ -24,7 +24,7 @@ Manifest = dict[str, Any]
 
 
 def helm_binary(major: int) -> str:
-    """The pinned helm of that major version, built by hack/build-tools.sh (helm is v4, helm3 v3)."""
+    """The pinned helm of that major version, from hack/build-tools.sh (helm is v4, helm3 v3)."""
     name = "helm" if major == 4 else f"helm{major}"
     path = BIN / name
     if path.exists():
@@ -63,8 +63,11 @@ def run_helm_template(
     if show_only:
         cmd += ["--show-only", show_only]
     proc = subprocess.run(
-        cmd, input=json.dumps(values, ensure_ascii=False) if values is not None else None,
-        capture_output=True, text=True, check=False,
+        cmd,
+        input=json.dumps(values, ensure_ascii=False) if values is not None else None,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode != 0:
         raise HelmFailed(proc.stderr)
@@ -77,8 +80,14 @@ def render(values: dict[str, Any] | None = None, **kwargs: Any) -> list[Manifest
 
 
 def find(manifests: list[Manifest], kind: str, name: str | None = None) -> Manifest:
-    matches = [m for m in manifests if m["kind"] == kind and (name is None or m["metadata"]["name"] == name)]
-    assert len(matches) == 1, f"expected one {kind} {name or ''}, found {[m['metadata']['name'] for m in matches]}"
+    matches = [
+        m
+        for m in manifests
+        if m["kind"] == kind and (name is None or m["metadata"]["name"] == name)
+    ]
+    assert len(matches) == 1, (
+        f"expected one {kind} {name or ''}, found {[m['metadata']['name'] for m in matches]}"
+    )
     return matches[0]
 
 

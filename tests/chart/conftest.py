@@ -19,5 +19,3 @@ def schema() -> dict[str, Any]:
 def rendered_scenarios() -> dict[str, list[Manifest]]:
     """Each scenario rendered once per session (helm takes ~0.1 s a run)."""
     return {name: render(scenario=name) for name in SCENARIOS}
-
-

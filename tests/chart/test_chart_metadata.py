@@ -15,25 +15,38 @@ def chart_yaml() -> dict:
 
 
 def test_chart_readme_values_table_is_up_to_date() -> None:
-    proc = subprocess.run([sys.executable, str(REPO / "hack" / "gen_chart_docs.py"), "--check"],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "hack" / "gen_chart_docs.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
 
 
 def test_chart_declares_what_artifact_hub_and_helm_need() -> None:
     chart = chart_yaml()
-    assert chart["apiVersion"] == "v2" and chart["type"] == "application"
+    assert chart["apiVersion"] == "v2"
+    assert chart["type"] == "application"
     assert chart["kubeVersion"] == ">=1.25.0-0"
     assert isinstance(chart["appVersion"], str)
     for key in ("description", "home", "icon", "sources", "keywords", "maintainers"):
         assert chart[key], key
     annotations = chart["annotations"]
-    for key in ("artifacthub.io/license", "artifacthub.io/images", "artifacthub.io/changes", "artifacthub.io/links"):
+    for key in (
+        "artifacthub.io/license",
+        "artifacthub.io/images",
+        "artifacthub.io/changes",
+        "artifacthub.io/links",
+    ):
         assert annotations[key], key
 
 
 def test_listed_images_are_the_images_the_chart_deploys() -> None:
-    listed = {i["name"]: i["image"] for i in yaml.safe_load(chart_yaml()["annotations"]["artifacthub.io/images"])}
+    listed = {
+        i["name"]: i["image"]
+        for i in yaml.safe_load(chart_yaml()["annotations"]["artifacthub.io/images"])
+    }
     manifests = render()
     daemon = find(manifests, "DaemonSet")["spec"]["template"]["spec"]["containers"][0]["image"]
     etcd = find(manifests, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -50,5 +63,7 @@ def test_default_vineyardd_tag_is_the_app_version_and_pinned() -> None:
 
 def test_digest_pins_the_image_exactly() -> None:
     digest = "sha256:" + "a" * 64
-    image = find(render({"image": {"digest": digest}}), "DaemonSet")["spec"]["template"]["spec"]["containers"][0]["image"]
+    image = find(render({"image": {"digest": digest}}), "DaemonSet")["spec"]["template"]["spec"][
+        "containers"
+    ][0]["image"]
     assert image == f"docker.io/vineyardcloudnative/vineyardd@{digest}"

@@ -21,16 +21,28 @@ TESTS_ETCD = {("Pod", "vineyard-test-etcd")}
 
 EXPECTED = {
     "hostpath": BASE | ETCD_ONE | TESTS_RPC | TESTS_ETCD,
-    "pvc": BASE | ETCD_ONE | TESTS_RPC | TESTS_ETCD | {("PersistentVolumeClaim", "vineyard-socket")},
+    "pvc": BASE
+    | ETCD_ONE
+    | TESTS_RPC
+    | TESTS_ETCD
+    | {("PersistentVolumeClaim", "vineyard-socket")},
     "emptydir-sidecar": BASE | ETCD_ONE | TESTS_RPC | TESTS_ETCD,
     "external-etcd": BASE | TESTS_RPC | TESTS_ETCD,
     "local-meta": BASE | TESTS_RPC,
-    "etcd-ha": BASE | ETCD_ONE | TESTS_RPC | TESTS_ETCD | {
+    "etcd-ha": BASE
+    | ETCD_ONE
+    | TESTS_RPC
+    | TESTS_ETCD
+    | {
         ("PodDisruptionBudget", "vineyard-etcd"),
         ("NetworkPolicy", "vineyard"),
         ("NetworkPolicy", "vineyard-etcd"),
     },
-    "hardened": {("ServiceAccount", "vineyard"), ("DaemonSet", "vineyard"), ("NetworkPolicy", "vineyard")},
+    "hardened": {
+        ("ServiceAccount", "vineyard"),
+        ("DaemonSet", "vineyard"),
+        ("NetworkPolicy", "vineyard"),
+    },
 }
 
 
@@ -43,13 +55,19 @@ def test_every_scenario_has_an_expected_inventory() -> None:
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_scenario_renders_exactly_its_objects(scenario: str, rendered_scenarios: dict[str, list[Manifest]]) -> None:
+def test_scenario_renders_exactly_its_objects(
+    scenario: str, rendered_scenarios: dict[str, list[Manifest]]
+) -> None:
     assert inventory(rendered_scenarios[scenario]) == EXPECTED[scenario]
 
 
 def test_default_install_uses_the_seed_names() -> None:
     names = inventory(render())
-    assert {("DaemonSet", "vineyard"), ("Service", "vineyard-rpc"), ("Service", "etcd-for-vineyard")} <= names
+    assert {
+        ("DaemonSet", "vineyard"),
+        ("Service", "vineyard-rpc"),
+        ("Service", "etcd-for-vineyard"),
+    } <= names
 
 
 @pytest.mark.parametrize("release", ["v6d", "data-team", "vineyard-prod"])

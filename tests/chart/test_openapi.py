@@ -18,13 +18,16 @@ def validate_all(manifests: list[Manifest], version: str) -> list[str]:
         try:
             kubernetes_validate.validate(manifest, version, strict=True)
         except kubernetes_validate.ValidationError as error:
-            problems.append(f"{manifest['kind']} {manifest['metadata']['name']}: {error.message} at {list(error.path)}")
+            name = f"{manifest['kind']} {manifest['metadata']['name']}"
+            problems.append(f"{name}: {error.message} at {list(error.path)}")
     return problems
 
 
 @pytest.mark.parametrize("version", [OLDEST, NEWEST])
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_every_object_is_valid_kubernetes(scenario: str, version: str, rendered_scenarios: dict) -> None:
+def test_every_object_is_valid_kubernetes(
+    scenario: str, version: str, rendered_scenarios: dict
+) -> None:
     assert validate_all(rendered_scenarios[scenario], version) == []
 
 

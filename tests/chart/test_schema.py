@@ -59,8 +59,11 @@ def test_schema_is_valid_draft_07(schema: dict[str, Any]) -> None:
 
 def test_every_object_in_the_schema_is_closed(schema: dict[str, Any]) -> None:
     open_objects = [
-        path for path, node in walk_schemas(schema)
-        if node.get("type") == "object" and "properties" in node and node.get("additionalProperties") is not False
+        path
+        for path, node in walk_schemas(schema)
+        if node.get("type") == "object"
+        and "properties" in node
+        and node.get("additionalProperties") is not False
     ]
     assert open_objects == []
 
@@ -91,8 +94,12 @@ def test_every_key_in_use_is_declared_in_the_schema(schema: dict[str, Any], scen
     for key in walk_values(values):
         parent = key.rpartition(".")[0]
         parent_node = nodes.get(parent, {})
-        free_form = "$ref" in parent_node or isinstance(parent_node.get("additionalProperties"), dict)
-        assert key in nodes or free_form or parent not in nodes, f"{key} ({scenario}) is not in the schema"
+        free_form = "$ref" in parent_node or isinstance(
+            parent_node.get("additionalProperties"), dict
+        )
+        assert key in nodes or free_form or parent not in nodes, (
+            f"{key} ({scenario}) is not in the schema"
+        )
 
 
 def helm_template(
@@ -100,7 +107,10 @@ def helm_template(
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [helm_binary(helm_major), "template", "vineyard", str(chart), "-f", "-"],
-        input=json.dumps(values), capture_output=True, text=True, check=False,
+        input=json.dumps(values),
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 

@@ -40,21 +40,35 @@ def test_every_container_is_hardened(scenario: str, rendered_scenarios: dict) ->
             assert sc["allowPrivilegeEscalation"] is False, (owner, c["name"])
             assert sc["readOnlyRootFilesystem"] is True, (owner, c["name"])
             assert sc["capabilities"]["drop"] == ["ALL"], (owner, c["name"])
-            assert "limits" in c["resources"] and "memory" in c["resources"]["limits"], (owner, c["name"])
+            assert "memory" in c["resources"].get("limits", {}), (owner, c["name"])
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_only_the_hostpath_socket_preparer_runs_as_root(scenario: str, rendered_scenarios: dict) -> None:
-    hostpath = yaml.safe_load((CI_DIR / f"{scenario}-values.yaml").read_text()).get("socket", {}).get(
-        "volume", {}).get("type", "hostPath") == "hostPath"
+def test_only_the_hostpath_socket_preparer_runs_as_root(
+    scenario: str, rendered_scenarios: dict
+) -> None:
+    hostpath = (
+        yaml.safe_load((CI_DIR / f"{scenario}-values.yaml").read_text())
+        .get("socket", {})
+        .get("volume", {})
+        .get("type", "hostPath")
+        == "hostPath"
+    )
     for owner, spec in pod_specs(rendered_scenarios[scenario]):
         for c in containers(spec):
             sc = c["securityContext"]
             if c["name"] == ROOT_INIT_CONTAINER and hostpath:
-                assert sc["runAsUser"] == 0 and sc["capabilities"]["add"] == ["CHOWN", "FOWNER"]
+                assert sc["runAsUser"] == 0
+                assert sc["capabilities"]["add"] == ["CHOWN", "FOWNER"]
                 continue
-            assert sc.get("runAsNonRoot", spec["securityContext"].get("runAsNonRoot")) is True, (owner, c["name"])
-            assert sc.get("runAsUser", spec["securityContext"].get("runAsUser", 0)) != 0, (owner, c["name"])
+            assert sc.get("runAsNonRoot", spec["securityContext"].get("runAsNonRoot")) is True, (
+                owner,
+                c["name"],
+            )
+            assert sc.get("runAsUser", spec["securityContext"].get("runAsUser", 0)) != 0, (
+                owner,
+                c["name"],
+            )
             assert "add" not in sc["capabilities"], (owner, c["name"])
 
 
@@ -62,7 +76,10 @@ def test_only_the_hostpath_socket_preparer_runs_as_root(scenario: str, rendered_
 def test_no_rbac_and_no_token(scenario: str, rendered_scenarios: dict) -> None:
     kinds = {m["kind"] for m in rendered_scenarios[scenario]}
     assert not kinds & {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}
-    assert find(rendered_scenarios[scenario], "ServiceAccount")["automountServiceAccountToken"] is False
+    assert (
+        find(rendered_scenarios[scenario], "ServiceAccount")["automountServiceAccountToken"]
+        is False
+    )
 
 
 def test_grace_period_outlasts_vineyardd_forced_exit() -> None:
@@ -72,8 +89,12 @@ def test_grace_period_outlasts_vineyardd_forced_exit() -> None:
 
 def test_two_releases_never_share_a_host_socket_directory() -> None:
     def host_dir(release: str, namespace: str) -> str:
-        spec = find(render(release=release, namespace=namespace), "DaemonSet")["spec"]["template"]["spec"]
-        return next(v["hostPath"]["path"] for v in spec["volumes"] if v["name"] == "vineyard-socket")
+        spec = find(render(release=release, namespace=namespace), "DaemonSet")["spec"]["template"][
+            "spec"
+        ]
+        return next(
+            v["hostPath"]["path"] for v in spec["volumes"] if v["name"] == "vineyard-socket"
+        )
 
     dirs = {host_dir("vineyard", "a"), host_dir("vineyard", "b"), host_dir("other", "a")}
     assert len(dirs) == 3
@@ -87,24 +108,45 @@ def test_etcd_ha_spreads_disruption_and_keeps_stable_member_names(rendered_scena
     args = statefulset["spec"]["template"]["spec"]["containers"][0]["args"]
     cluster = next(a for a in args if a.startswith("--initial-cluster="))
     assert [m.split("=")[0] for m in cluster.removeprefix("--initial-cluster=").split(",")] == [
-        "vineyard-etcd-0", "vineyard-etcd-1", "vineyard-etcd-2"]
-    assert find(manifests, "Service", "vineyard-etcd-headless")["spec"]["publishNotReadyAddresses"] is True
+        "vineyard-etcd-0",
+        "vineyard-etcd-1",
+        "vineyard-etcd-2",
+    ]
+    assert (
+        find(manifests, "Service", "vineyard-etcd-headless")["spec"]["publishNotReadyAddresses"]
+        is True
+    )
     assert find(manifests, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
-    assert statefulset["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "256Mi"
+    assert (
+        statefulset["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+        == "256Mi"
+    )
 
 
 def notes(*args: str) -> str:
     """NOTES.txt as `helm install --dry-run=client` prints it (offline: no cluster is contacted)."""
     proc = subprocess.run(
-        [helm_binary(4), "install", "vineyard", str(CHART), "-n", "vineyard", "--dry-run=client", *args],
-        capture_output=True, text=True, check=True, env={**os.environ, "KUBECONFIG": os.devnull},
+        [
+            helm_binary(4),
+            "install",
+            "vineyard",
+            str(CHART),
+            "-n",
+            "vineyard",
+            "--dry-run=client",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "KUBECONFIG": os.devnull},
     )
     return proc.stdout.split("NOTES:\n", 1)[1]
 
 
 def workload_snippet(text: str) -> dict[str, Any]:
     """The `spec:` block NOTES tells users to put in their workload pod."""
-    block = text[text.index("  spec:\n"):].split("\n\n", 1)[0]
+    block = text[text.index("  spec:\n") :].split("\n\n", 1)[0]
     return yaml.safe_load(textwrap.dedent(block))["spec"]
 
 
@@ -133,14 +175,22 @@ def test_notes_print_an_overridden_host_path_not_the_default() -> None:
 
 def test_notes_for_emptydir_name_the_bundled_containers() -> None:
     text = notes("-f", str(CI_DIR / "emptydir-sidecar-values.yaml"))
-    assert "emptyDir" in text and "worker" in text and "VINEYARD_IPC_SOCKET" in text
+    assert "emptyDir" in text
+    assert "worker" in text
+    assert "VINEYARD_IPC_SOCKET" in text
 
 
 def test_sidecars_get_the_socket_and_its_path() -> None:
     spec = find(render(scenario="emptydir-sidecar"), "DaemonSet")["spec"]["template"]["spec"]
     worker = next(c for c in spec["containers"] if c["name"] == "worker")
-    assert {"name": "VINEYARD_IPC_SOCKET", "value": "/var/run/vineyard/vineyard.sock"} in worker["env"]
-    assert {"name": "vineyard-socket", "mountPath": "/var/run/vineyard", "readOnly": True} in worker["volumeMounts"]
+    assert {"name": "VINEYARD_IPC_SOCKET", "value": "/var/run/vineyard/vineyard.sock"} in worker[
+        "env"
+    ]
+    assert {
+        "name": "vineyard-socket",
+        "mountPath": "/var/run/vineyard",
+        "readOnly": True,
+    } in worker["volumeMounts"]
     assert next(v for v in spec["volumes"] if v["name"] == "vineyard-socket")["emptyDir"]
 
 
@@ -149,17 +199,28 @@ def test_network_policies_admit_only_the_release_to_etcd(rendered_scenarios: dic
     etcd_policy = find(manifests, "NetworkPolicy", "vineyard-etcd")
     client_rule, peer_rule = etcd_policy["spec"]["ingress"]
     assert client_rule["ports"] == [{"port": "client", "protocol": "TCP"}]
-    components = {peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for peer in client_rule["from"]}
+    components = {
+        peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        for peer in client_rule["from"]
+    }
     assert components == {"vineyardd", "test"}
-    assert all(p["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "vineyard" for p in client_rule["from"])
-    assert peer_rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "etcd"
+    assert all(
+        p["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "vineyard"
+        for p in client_rule["from"]
+    )
+    assert (
+        peer_rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "etcd"
+    )
     rpc_policy = find(manifests, "NetworkPolicy", "vineyard")
-    assert rpc_policy["spec"]["ingress"] == [{"ports": [{"port": "vineyard-rpc", "protocol": "TCP"}]}]
+    assert rpc_policy["spec"]["ingress"] == [
+        {"ports": [{"port": "vineyard-rpc", "protocol": "TCP"}]}
+    ]
 
 
 def test_network_policy_without_rpc_lets_nothing_in(rendered_scenarios: dict) -> None:
     policy = find(rendered_scenarios["hardened"], "NetworkPolicy", "vineyard")
-    assert policy["spec"]["ingress"] == [] and policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["ingress"] == []
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
 
 
 def test_network_policy_peers_from_values_are_added() -> None:

@@ -12,9 +12,21 @@ from chart_render import SCENARIOS, Manifest, find, render, scenario_values
 FLAG = re.compile(r"^--(?P<name>[a-z_]+)=(?P<value>.*)$")
 # Every flag vineyardd 0.24.2 accepts that the chart sets (from `vineyardd --helpfull`).
 KNOWN_FLAGS = {
-    "socket", "size", "reserve_memory", "meta", "etcd_endpoint", "etcd_prefix", "etcd_cmd",
-    "meta_timeout", "rpc", "rpc_socket_port", "spill_path", "spill_lower_rate", "spill_upper_rate",
-    "compression", "stream_threshold",
+    "socket",
+    "size",
+    "reserve_memory",
+    "meta",
+    "etcd_endpoint",
+    "etcd_prefix",
+    "etcd_cmd",
+    "meta_timeout",
+    "rpc",
+    "rpc_socket_port",
+    "spill_path",
+    "spill_lower_rate",
+    "spill_upper_rate",
+    "compression",
+    "stream_threshold",
 }
 
 
@@ -34,7 +46,9 @@ def flags(container: dict) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_command_is_the_bare_binary_and_args_are_separate_flags(scenario: str, rendered_scenarios: dict) -> None:
+def test_command_is_the_bare_binary_and_args_are_separate_flags(
+    scenario: str, rendered_scenarios: dict
+) -> None:
     container = vineyardd(rendered_scenarios[scenario])
     assert container["command"] == ["vineyardd"]
     parsed = flags(container)
@@ -58,9 +72,13 @@ def test_rpc_port_container_port_and_service_agree(scenario: str, rendered_scena
     manifests = rendered_scenarios[scenario]
     container = vineyardd(manifests)
     parsed = flags(container)
-    services = [m for m in manifests if m["kind"] == "Service" and m["metadata"]["name"].endswith("-rpc")]
+    services = [
+        m for m in manifests if m["kind"] == "Service" and m["metadata"]["name"].endswith("-rpc")
+    ]
     if parsed["rpc"] == "false":
-        assert "rpc_socket_port" not in parsed and "ports" not in container and services == []
+        assert "rpc_socket_port" not in parsed
+        assert "ports" not in container
+        assert services == []
         return
     (port,) = container["ports"]
     assert port["containerPort"] == int(parsed["rpc_socket_port"])
@@ -80,7 +98,9 @@ def test_custom_rpc_port_moves_container_port_service_target_and_probe() -> None
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_etcd_flags_point_at_the_etcd_the_scenario_uses(scenario: str, rendered_scenarios: dict) -> None:
+def test_etcd_flags_point_at_the_etcd_the_scenario_uses(
+    scenario: str, rendered_scenarios: dict
+) -> None:
     manifests = rendered_scenarios[scenario]
     parsed = flags(vineyardd(manifests))
     values = scenario_values(scenario)
@@ -94,10 +114,15 @@ def test_etcd_flags_point_at_the_etcd_the_scenario_uses(scenario: str, rendered_
     else:
         service = find(manifests, "Service", "etcd-for-vineyard")
         port = service["spec"]["ports"][0]["port"]
-        assert parsed["etcd_endpoint"] == f"http://etcd-for-vineyard.vineyard.svc.cluster.local:{port}"
+        assert (
+            parsed["etcd_endpoint"] == f"http://etcd-for-vineyard.vineyard.svc.cluster.local:{port}"
+        )
     # THE TRAP: vineyardd must have no etcd it could launch.
     assert parsed["etcd_cmd"].startswith("/nonexistent/")
-    init = {c["name"]: c for c in find(manifests, "DaemonSet")["spec"]["template"]["spec"]["initContainers"]}
+    init = {
+        c["name"]: c
+        for c in find(manifests, "DaemonSet")["spec"]["template"]["spec"]["initContainers"]
+    }
     wait_env = {e["name"]: e["value"] for e in init["wait-for-etcd"]["env"]}
     assert wait_env["ETCD_ENDPOINTS"] == parsed["etcd_endpoint"]
 
@@ -118,9 +143,15 @@ def test_socket_flag_lives_in_the_socket_volume(scenario: str, rendered_scenario
 
 def test_spill_flags_and_volume_appear_only_when_a_path_is_set() -> None:
     assert "spill_path" not in flags(vineyardd(render()))
-    container = vineyardd(render({"vineyard": {"spill": {"path": "/spill", "lowerRate": 0.2, "upperRate": 0.7}}}))
+    container = vineyardd(
+        render({"vineyard": {"spill": {"path": "/spill", "lowerRate": 0.2, "upperRate": 0.7}}})
+    )
     parsed = flags(container)
-    assert (parsed["spill_path"], parsed["spill_lower_rate"], parsed["spill_upper_rate"]) == ("/spill", "0.2", "0.7")
+    assert (parsed["spill_path"], parsed["spill_lower_rate"], parsed["spill_upper_rate"]) == (
+        "/spill",
+        "0.2",
+        "0.7",
+    )
     assert {"name": "spill", "mountPath": "/spill"} in container["volumeMounts"]
 
 
@@ -138,7 +169,9 @@ def test_identity_env_comes_from_the_downward_api() -> None:
 
 def test_config_checksum_changes_with_the_command_and_only_then() -> None:
     def checksum(values: dict) -> str:
-        return find(render(values), "DaemonSet")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+        return find(render(values), "DaemonSet")["spec"]["template"]["metadata"]["annotations"][
+            "checksum/config"
+        ]
 
     assert checksum({}) == checksum({"podLabels": {"a": "b"}})
     assert checksum({}) != checksum({"vineyard": {"size": "128Mi"}})

@@ -28,8 +28,10 @@ def _pods(cluster: Cluster, namespace: str, app: str) -> list[dict]:
 def test_deployment_becomes_ready_and_scales_down(cluster: Cluster, namespace: str) -> None:
     cluster.api.create(f"/apis/apps/v1/namespaces/{namespace}/deployments",
                        _workload("Deployment", "web", {"replicas": 3}))
-    assert wait_until(lambda: _status(cluster, namespace, "Deployment", "web")
-                      .get("readyReplicas") == 3, 60), _status(cluster, namespace, "Deployment", "web")
+    def ready() -> bool:
+        return _status(cluster, namespace, "Deployment", "web").get("readyReplicas") == 3
+
+    assert wait_until(ready, 60), _status(cluster, namespace, "Deployment", "web")
 
     cluster.kubectl("-n", namespace, "scale", "deployment/web", "--replicas=0")
     # kwok confirms the deletions, so pods go away instead of staying Terminating.
@@ -59,12 +61,17 @@ def test_daemonset_follows_added_and_removed_nodes(cluster: Cluster, namespace: 
     assert wait_until(lambda: not on(added) and ready(nodes), 30)
 
 
-def test_pod_security_admission_enforces_namespace_labels(cluster: Cluster, namespace: str) -> None:
-    cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+def test_pod_security_admission_enforces_namespace_labels(
+    cluster: Cluster, namespace: str
+) -> None:
+    cluster.kubectl("label", "namespace", namespace,
+                    "pod-security.kubernetes.io/enforce=restricted")
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "privileged"},
            "spec": {"containers": [{**PAUSE, "securityContext": {"privileged": True}}]}}
-    result = cluster.kubectl("-n", namespace, "create", "-f", "-", input=json.dumps(pod), check=False)
-    assert result.returncode != 0 and "violates PodSecurity" in result.stderr
+    result = cluster.kubectl("-n", namespace, "create", "-f", "-", input=json.dumps(pod),
+                             check=False)
+    assert result.returncode != 0
+    assert "violates PodSecurity" in result.stderr
 
 
 def test_rbac_denies_a_service_account_without_bindings(cluster: Cluster, namespace: str) -> None:

@@ -134,9 +134,8 @@ def test_socket_location_is_known_for_every_chart_scenario(helm4: str, scenario:
     daemonset = next(m for m in manifests if m["kind"] == "DaemonSet")
     location = socket_location(daemonset)
     assert location is not None
-    volume = (
-        vineyard_helm.validate(scenario, helm=helm4).get("socket", {}).get("volume", {}).get("type", "hostPath")
-    )
+    values = vineyard_helm.validate(scenario, helm=helm4)
+    volume = values.get("socket", {}).get("volume", {}).get("type", "hostPath")
     assert location.volume_type == volume
     assert location.path_in_container.endswith(".sock")
     assert ".sock" in location.describe()
