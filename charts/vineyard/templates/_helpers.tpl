@@ -75,21 +75,35 @@ app.kubernetes.io/component: {{ .component }}
 {{- include "vineyard.imageRef" (dict "image" .Values.etcd.image "defaultTag" "") }}
 {{- end }}
 
-{{- define "vineyard.rpcServiceName" -}}
-{{- printf "%s-rpc" (include "vineyard.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{/*
+The full name with a suffix, at most `max` characters (default 63): the full name is cut, never
+the suffix, so objects told apart by their suffix stay apart however long the release name is.
+Call with (dict "ctx" $ "suffix" "-rpc") or (dict "ctx" $ "suffix" "-etcd" "max" 52).
+*/}}
+{{- define "vineyard.suffixedName" -}}
+{{- $max := int (default 63 .max) }}
+{{- printf "%s%s" (include "vineyard.fullname" .ctx | trunc (int (sub $max (len .suffix))) | trimSuffix "-") .suffix }}
 {{- end }}
 
+{{- define "vineyard.rpcServiceName" -}}
+{{- include "vineyard.suffixedName" (dict "ctx" . "suffix" "-rpc") }}
+{{- end }}
+
+{{/*
+At most 52 characters: the StatefulSet controller labels its pods with
+controller-revision-hash "<name>-<hash>", a label value of at most 63.
+*/}}
 {{- define "vineyard.etcd.fullname" -}}
-{{- printf "%s-etcd" (include "vineyard.fullname" .) | trunc 52 | trimSuffix "-" }}
+{{- include "vineyard.suffixedName" (dict "ctx" . "suffix" "-etcd" "max" 52) }}
 {{- end }}
 
 {{/* The client Service keeps upstream's name: release "vineyard" gives "etcd-for-vineyard". */}}
 {{- define "vineyard.etcd.clientServiceName" -}}
-{{- printf "etcd-for-%s" (include "vineyard.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- printf "etcd-for-%s" (include "vineyard.fullname" . | trunc 54 | trimSuffix "-") }}
 {{- end }}
 
 {{- define "vineyard.etcd.headlessServiceName" -}}
-{{- printf "%s-headless" (include "vineyard.etcd.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- printf "%s-headless" (include "vineyard.etcd.fullname" .) }}
 {{- end }}
 
 {{/* The etcd client endpoints vineyardd uses, as a list. */}}
@@ -127,7 +141,7 @@ every node, so each node's vineyardd keeps its socket in a sub-directory named a
 {{- end }}
 
 {{- define "vineyard.socket.claimName" -}}
-{{- default (printf "%s-socket" (include "vineyard.fullname" .)) .Values.socket.volume.persistentVolumeClaim.existingClaim }}
+{{- default (include "vineyard.suffixedName" (dict "ctx" . "suffix" "-socket")) .Values.socket.volume.persistentVolumeClaim.existingClaim }}
 {{- end }}
 
 {{/* Converts a quantity (512Mi, 1G, 1024) to bytes as a float, for comparisons. */}}

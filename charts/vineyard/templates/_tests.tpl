@@ -1,7 +1,7 @@
 {{/* Metadata and hardening shared by the `helm test` pods. Call with (dict "ctx" $ "name" "rpc"). */}}
 {{- define "vineyard.testPodMeta" -}}
 metadata:
-  name: {{ printf "%s-test-%s" (include "vineyard.fullname" .ctx) .name | trunc 63 | trimSuffix "-" }}
+  name: {{ include "vineyard.suffixedName" (dict "ctx" .ctx "suffix" (printf "-test-%s" .name)) }}
   namespace: {{ .ctx.Release.Namespace }}
   labels:
     {{- include "vineyard.componentLabels" (dict "ctx" .ctx "component" "test") | nindent 4 }}
