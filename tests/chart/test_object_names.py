@@ -49,14 +49,17 @@ def release_name(length: int, rng: random.Random) -> str:
     if length >= 8 and rng.random() < 0.5:
         at = rng.randint(0, length - 8)
         name = [rng.choice(alphabet) for _ in range(length)]
-        name[at:at + 8] = "vineyard"
+        name[at : at + 8] = "vineyard"
     else:
         name = [rng.choice(alphabet) for _ in range(length)]
-    name[0] = rng.choice(string.ascii_lowercase) if name[0] not in string.ascii_lowercase else name[0]
+    name[0] = (
+        rng.choice(string.ascii_lowercase) if name[0] not in string.ascii_lowercase else name[0]
+    )
     if name[-1] == "-":
         name[-1] = rng.choice(string.ascii_lowercase + string.digits)
     result = "".join(name)
-    assert HELM_RELEASE_NAME.match(result) and len(result) == length, result
+    assert HELM_RELEASE_NAME.match(result), result
+    assert len(result) == length, result
     return result
 
 
@@ -73,13 +76,18 @@ def name_problems(manifests: list[Manifest]) -> list[str]:
         for where, labels in labelled(m):
             for key, value in labels.items():
                 if len(str(value)) > 63 or not LABEL_VALUE.match(str(value)):
-                    problems.append(f"{kind} {name}: {where} label {key}={value!r} is not a label value")
+                    problems.append(
+                        f"{kind} {name}: {where} label {key}={value!r} is not a label value"
+                    )
     return problems
 
 
 def labelled(m: Manifest) -> list[tuple[str, dict[str, Any]]]:
     spec = m.get("spec", {})
-    found = [("metadata", m["metadata"].get("labels", {})), ("selector", spec.get("selector", {}).get("matchLabels", {}))]
+    found = [
+        ("metadata", m["metadata"].get("labels", {})),
+        ("selector", spec.get("selector", {}).get("matchLabels", {})),
+    ]
     template = spec.get("template") or spec.get("jobTemplate", {}).get("spec", {}).get("template")
     if template:
         found.append(("pod template", template["metadata"].get("labels", {})))
@@ -88,15 +96,23 @@ def labelled(m: Manifest) -> list[tuple[str, dict[str, Any]]]:
 
 def cases() -> list[tuple[str, int, str]]:
     rng = random.Random(13)
-    return [(scenario, length, release_name(length, rng)) for scenario in SCENARIOS for length in range(1, 54)]
+    return [
+        (scenario, length, release_name(length, rng))
+        for scenario in SCENARIOS
+        for length in range(1, 54)
+    ]
 
 
 def test_names_are_valid_and_unique_for_every_release_name_length() -> None:
     """One render per (scenario, length): 7 x 53, on a thread pool (helm runs as processes)."""
+
     def check(case: tuple[str, int, str]) -> list[str]:
         scenario, _, release = case
         manifests = render(EVERYTHING_ON, scenario=scenario, release=release, namespace="ns")
-        return [f"{scenario}, release {release!r} ({len(release)}): {p}" for p in name_problems(manifests)]
+        return [
+            f"{scenario}, release {release!r} ({len(release)}): {p}"
+            for p in name_problems(manifests)
+        ]
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         problems = [p for found in pool.map(check, cases()) for p in found]
@@ -118,25 +134,39 @@ def test_the_checker_sees_a_duplicate_and_a_long_statefulset_name() -> None:
 def test_a_43_character_release_gets_two_distinct_network_policies() -> None:
     """Regression: <release>-vineyard-etcd cut to 52 characters used to equal <release>-vineyard."""
     release = "r" * 43
-    policies = [m["metadata"]["name"] for m in render(EVERYTHING_ON, release=release) if m["kind"] == "NetworkPolicy"]
+    policies = [
+        m["metadata"]["name"]
+        for m in render(EVERYTHING_ON, release=release)
+        if m["kind"] == "NetworkPolicy"
+    ]
     assert len(policies) == len(set(policies)) == 2, policies
 
 
 def test_a_48_character_release_gets_two_distinct_test_pods() -> None:
     """Regression: <release>-vineyard-test-rpc and -test-etcd cut to 63 characters were equal."""
     release = "r" * 48
-    pods = sorted(m["metadata"]["name"] for m in render(EVERYTHING_ON, release=release) if m["kind"] == "Pod")
-    assert len(pods) == 2 and pods[0] != pods[1], pods
-    assert pods[0].endswith("-test-etcd") and pods[1].endswith("-test-rpc"), pods
+    pods = sorted(
+        m["metadata"]["name"] for m in render(EVERYTHING_ON, release=release) if m["kind"] == "Pod"
+    )
+    assert len(set(pods)) == 2, pods
+    assert pods[0].endswith("-test-etcd"), pods
+    assert pods[1].endswith("-test-rpc"), pods
 
 
 def test_short_release_names_keep_the_names_they_always_had() -> None:
-    names = {(m["kind"], m["metadata"]["name"]) for m in render(EVERYTHING_ON, scenario="pvc", release="data")}
+    names = {
+        (m["kind"], m["metadata"]["name"])
+        for m in render(EVERYTHING_ON, scenario="pvc", release="data")
+    }
     assert {
-        ("StatefulSet", "data-vineyard-etcd"), ("Service", "data-vineyard-etcd-headless"),
-        ("Service", "etcd-for-data-vineyard"), ("Service", "data-vineyard-rpc"),
-        ("PersistentVolumeClaim", "data-vineyard-socket"), ("Pod", "data-vineyard-test-rpc"),
-        ("NetworkPolicy", "data-vineyard"), ("NetworkPolicy", "data-vineyard-etcd"),
+        ("StatefulSet", "data-vineyard-etcd"),
+        ("Service", "data-vineyard-etcd-headless"),
+        ("Service", "etcd-for-data-vineyard"),
+        ("Service", "data-vineyard-rpc"),
+        ("PersistentVolumeClaim", "data-vineyard-socket"),
+        ("Pod", "data-vineyard-test-rpc"),
+        ("NetworkPolicy", "data-vineyard"),
+        ("NetworkPolicy", "data-vineyard-etcd"),
     } <= names
 
 
@@ -146,12 +176,15 @@ def test_release_names_no_service_can_carry_are_refused_naming_the_release(relea
     assert HELM_RELEASE_NAME.match(release)
     with pytest.raises(HelmFailed) as failure:
         render(release=release)
-    assert "INVALID VALUES" in failure.value.stderr and f'"{release}"' in failure.value.stderr
+    assert "INVALID VALUES" in failure.value.stderr
+    assert f'"{release}"' in failure.value.stderr
     assert "fullnameOverride" in failure.value.stderr
 
 
 def test_fullname_override_rescues_a_release_name_starting_with_a_digit() -> None:
-    names = {m["metadata"]["name"] for m in render({"fullnameOverride": "vineyard-one"}, release="1st")}
+    names = {
+        m["metadata"]["name"] for m in render({"fullnameOverride": "vineyard-one"}, release="1st")
+    }
     assert "vineyard-one-rpc" in names
 
 
@@ -161,4 +194,5 @@ def test_a_full_name_that_the_etcd_objects_would_share_is_refused() -> None:
     assert len(release) == 52
     with pytest.raises(HelmFailed) as failure:
         render(release=release)
-    assert "-etcd" in failure.value.stderr and "NetworkPolicies" in failure.value.stderr
+    assert "-etcd" in failure.value.stderr
+    assert "NetworkPolicies" in failure.value.stderr
