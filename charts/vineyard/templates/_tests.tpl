@@ -1,3 +1,12 @@
+{{/* Which `helm test` pods render (NOTES suggests `helm test` only when one does). */}}
+{{- define "vineyard.tests.rpc" -}}
+{{- if and .Values.tests.enabled .Values.vineyard.rpc.enabled }}true{{ end }}
+{{- end }}
+
+{{- define "vineyard.tests.etcd" -}}
+{{- if and .Values.tests.enabled (eq .Values.vineyard.meta "etcd") }}true{{ end }}
+{{- end }}
+
 {{/* Metadata and hardening shared by the `helm test` pods. Call with (dict "ctx" $ "name" "rpc"). */}}
 {{- define "vineyard.testPodMeta" -}}
 metadata:

@@ -25,8 +25,8 @@ A path that cannot exist makes it fail instead, so the pod restarts and never re
 {{- end }}
 {{- if $v.spill.path }}
 - --spill_path={{ $v.spill.path }}
-- --spill_lower_rate={{ $v.spill.lowerRate }}
-- --spill_upper_rate={{ $v.spill.upperRate }}
+- --spill_lower_rate={{ float64 $v.spill.lowerRate }}
+- --spill_upper_rate={{ float64 $v.spill.upperRate }}
 {{- end }}
 - --compression={{ $v.compression }}
 {{- range $v.extraArgs }}
