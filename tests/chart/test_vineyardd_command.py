@@ -26,6 +26,7 @@ KNOWN_FLAGS = {
     "spill_lower_rate",
     "spill_upper_rate",
     "compression",
+    "logtostderr",
     "stream_threshold",
 }
 
@@ -158,6 +159,18 @@ def test_spill_flags_and_volume_appear_only_when_a_path_is_set() -> None:
 def test_extra_args_are_appended_one_item_each() -> None:
     container = vineyardd(render({"vineyard": {"extraArgs": ["--stream_threshold=60"]}}))
     assert container["args"][-1] == "--stream_threshold=60"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_logs_go_to_stderr_only(scenario: str, rendered_scenarios: dict) -> None:
+    """glog's --logtostderr: every line to stderr (kubectl logs), no log file in $TMPDIR (the
+    64Mi /tmp emptyDir). Measured with the real vineyardd 0.24.2 and 300 put/get requests:
+    without the flag one vineyard.*.log.INFO.* file appears in $TMPDIR, with it none, and stderr
+    carries the same lines."""
+    parsed = flags(vineyardd(rendered_scenarios[scenario]))
+    assert parsed["logtostderr"] == "true"
+    # These would bring the files back (alsologtostderr, stderrthreshold) or only move them.
+    assert not {"alsologtostderr", "stderrthreshold", "log_dir"} & set(parsed)
 
 
 def test_identity_env_comes_from_the_downward_api() -> None:

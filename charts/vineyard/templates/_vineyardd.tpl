@@ -29,6 +29,13 @@ A path that cannot exist makes it fail instead, so the pod restarts and never re
 - --spill_upper_rate={{ float64 $v.spill.upperRate }}
 {{- end }}
 - --compression={{ $v.compression }}
+{{- /* glog writes a log file per severity into $TMPDIR (the 64Mi /tmp emptyDir) besides
+stderr; a full /tmp evicts the pod and drops every object in memory. --logtostderr sends every
+line to stderr instead of files (what kubectl logs shows, rotated by the kubelet), so no file is
+written at all (measured with vineyardd 0.24.2 under 300 put/get requests: one log file without
+it, none with it, the same lines on stderr). --alsologtostderr and --stderrthreshold copy lines
+to stderr but keep writing the files; --log_dir only moves them. */}}
+- --logtostderr=true
 {{- range $v.extraArgs }}
 - {{ . | quote }}
 {{- end }}
