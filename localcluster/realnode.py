@@ -458,10 +458,14 @@ state = "{self.run_dir / 'state'}"
         for host in MIRRORED_REGISTRIES:
             namespace = "docker.io" if host == "registry-1.docker.io" else host
             (certs / host).mkdir(parents=True)
+            mirror = f"http://127.0.0.1:{port}/v2/{namespace}"
+            # The [host] table repeats the server: containerd 1.6 refuses a hosts.toml without
+            # one ("invalid `host` tree", containerd#10027) and then ignores the file.
             (certs / host / "hosts.toml").write_text(
-                f'server = "http://127.0.0.1:{port}/v2/{namespace}"\n'
-                'override_path = true\n'
-                'capabilities = ["pull", "resolve"]\n')
+                f'server = "{mirror}"\noverride_path = true\n'
+                'capabilities = ["pull", "resolve"]\n\n'
+                f'[host."{mirror}"]\n  override_path = true\n'
+                '  capabilities = ["pull", "resolve"]\n')
 
     def _kubelet_argv(self) -> list[str]:
         return [str(self.cluster.bin_dir / "kubelet"), f"--config={self.dir / 'kubelet.json'}",

@@ -4,6 +4,7 @@ its pod, an upgrade that changes a flag, and uninstall leaving nothing on the no
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import subprocess
 import time
@@ -12,11 +13,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from localcluster import Cluster, wait_until
 from localcluster.realnode import NODE_NAME
 
-from .conftest import SOCKET_GID, Helm, hostpath_socket, ready_pods, record, run_pod, worker_pod
+from .conftest import (
+    CHART,
+    SOCKET_GID,
+    Helm,
+    hostpath_socket,
+    ready_pods,
+    record,
+    run_pod,
+    worker_pod,
+)
 from .test_realnode_chart import GET, PUT
 
 PV_ROOT = Path("/tmp/localcluster-real-pv")
@@ -83,6 +94,37 @@ def test_pvc_mode_cross_pod(real_cluster: Cluster, namespace: str, local_pvs) ->
                                                              groups=[SOCKET_GID], **claim))
     assert phase == "Succeeded", out
     assert "EQUAL" in out, out
+    # The claim is mountable by any pod of the namespace: the directory's group still gates.
+    probe = ("import os, socket\ns = socket.socket(socket.AF_UNIX)\n"
+             "try:\n    s.connect(os.environ['VINEYARD_IPC_SOCKET']); print('CONNECTED')\n"
+             "except OSError as e:\n    print('REFUSED', e.errno)\n")
+    _, out = run_pod(real_cluster, namespace, worker_pod("pvc-no-group", probe, **claim))
+    assert "REFUSED 13" in out, out   # EACCES
+    _, out = run_pod(real_cluster, namespace, worker_pod("pvc-group", probe,
+                                                         groups=[SOCKET_GID], **claim))
+    assert "CONNECTED" in out, out
+    res = helm("test", "vy", "--logs", "--timeout", "3m")
+    assert "Phase:          Succeeded" in res.stdout, res.stdout
+
+
+def test_etcd_ha_scenario_passes_helm_test(real_cluster: Cluster, namespace: str,
+                                          local_pvs) -> None:
+    """The ci etcd-ha scenario (3 members, persistence, NetworkPolicies) on the real node: all
+    members healthy in one cluster, and the chart's `helm test` passes for real."""
+    values = yaml.safe_load((CHART / "ci" / "etcd-ha-values.yaml").read_text())
+    for i in range(3):
+        local_pvs(namespace, f"data-vy-vineyard-etcd-{i}", ["ReadWriteOnce"])
+    helm = Helm(real_cluster, namespace)
+    helm.install("vy", "etcd.persistence.storageClass=", values=values)
+    res = real_cluster.kubectl("-n", namespace, "exec", "vy-vineyard-etcd-0", "-c", "etcd", "--",
+                               "etcdctl", "endpoint", "health", "--cluster", "-w", "json",
+                               check=False)
+    assert res.returncode == 0, res.stderr
+    health = json.loads(res.stdout)
+    assert len(health) == 3, health
+    assert all(h["health"] for h in health), health
+    res = helm("test", "vy", "--logs", "--timeout", "3m")
+    assert res.stdout.count("Phase:          Succeeded") >= 2, res.stdout
 
 
 def test_emptydir_mode_sidecar(real_cluster: Cluster, namespace: str) -> None:
