@@ -50,9 +50,13 @@ def run_helm_template(
     helm_major: int = 4,
     kube_version: str | None = None,
     show_only: str | None = None,
+    chart: Path = CHART,
+    extra_args: tuple[str, ...] = (),
 ) -> str:
-    """Runs `helm template` and returns its stdout; raises HelmFailed with stderr on failure."""
-    cmd = [helm_binary(helm_major), "template", release, str(CHART), "--namespace", namespace]
+    """Runs `helm template` and returns its stdout; raises HelmFailed with stderr on failure.
+    `chart` renders a copy instead (tests that edit a template); `extra_args` go to helm as is."""
+    cmd = [helm_binary(helm_major), "template", release, str(chart), "--namespace", namespace]
+    cmd += extra_args
     if scenario:
         cmd += ["-f", str(CI_DIR / f"{scenario}-values.yaml")]
     if values is not None:

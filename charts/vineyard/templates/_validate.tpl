@@ -13,6 +13,7 @@ each naming the values it concerns.
 {{- if and .Values.vineyard.spill.path (ge (float64 .Values.vineyard.spill.lowerRate) (float64 .Values.vineyard.spill.upperRate)) }}
 {{- $problems = append $problems (printf "vineyard.spill.lowerRate (%v) must be below vineyard.spill.upperRate (%v)" .Values.vineyard.spill.lowerRate .Values.vineyard.spill.upperRate) }}
 {{- end }}
+{{- $problems = concat $problems (include "vineyard.vineyardd.extraArgsProblems" . | fromJsonArray) }}
 {{- $fullname := include "vineyard.fullname" . }}
 {{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $fullname) }}
 {{- $problems = append $problems (printf "the release name %q names the objects %q, which a Service name cannot be (a letter first, then only a-z, 0-9 and -): choose another release name or set fullnameOverride" .Release.Name $fullname) }}

@@ -1,44 +1,114 @@
 {{/*
+THE ONE LIST of the flags the chart manages, each with what sets it. vineyard.vineyardd.args
+renders only flags listed here (a flag added there but not here fails every render), and
+vineyardd.extraArgs may set none of them, in any spelling gflags accepts (--flag=value,
+--flag value, -flag, --noflag), since gflags keeps the last value it reads. flagfile, fromenv and
+tryfromenv are listed too: they read flags from places no check can see.
+*/}}
+{{- define "vineyard.vineyardd.managedFlags" -}}
+socket: set socket.mountPath and socket.fileName instead
+size: set vineyard.size instead (the memory limit is checked against it)
+reserve_memory: set vineyard.reserveMemory instead
+meta: set vineyard.meta instead
+etcd_endpoint: set etcd.clientPort or etcd.external.endpoints instead
+etcd_prefix: set vineyard.etcdPrefix instead
+etcd_cmd: it points at a path that cannot exist, so vineyardd never launches an etcd of its own
+meta_timeout: set vineyard.metaTimeout instead
+rpc: set vineyard.rpc.enabled instead
+rpc_socket_port: set vineyard.rpc.port instead (the container port and Service follow it)
+spill_path: set vineyard.spill.path instead (an emptyDir of vineyard.spill.sizeLimit backs it)
+spill_lower_rate: set vineyard.spill.lowerRate instead
+spill_upper_rate: set vineyard.spill.upperRate instead
+compression: set vineyard.compression instead
+logtostderr: logs go to stderr only, so no log file fills the pod's /tmp
+flagfile: it reads flags from a file the chart cannot check
+fromenv: it reads flags from the environment, where the chart cannot check them
+tryfromenv: it reads flags from the environment, where the chart cannot check them
+{{- end }}
+
+{{/*
 vineyardd's flags, one list item each, always in --flag=value form so no flag can be glued to
-another or left without its value.
+another or left without its value. Built as (name, value) pairs, then written out.
 */}}
 {{- define "vineyard.vineyardd.args" -}}
 {{- $v := .Values.vineyard -}}
-- --socket={{ include "vineyard.socket.path" . }}
+{{- $flags := list (list "socket" (include "vineyard.socket.path" .)) }}
 {{- with $v.size }}
-- --size={{ . }}
+{{- $flags = append $flags (list "size" .) }}
 {{- end }}
-- --reserve_memory={{ $v.reserveMemory }}
-- --meta={{ $v.meta }}
+{{- $flags = append $flags (list "reserve_memory" $v.reserveMemory) }}
+{{- $flags = append $flags (list "meta" $v.meta) }}
 {{- if eq $v.meta "etcd" }}
-- --etcd_endpoint={{ include "vineyard.etcd.endpoints" . }}
-- --etcd_prefix={{ $v.etcdPrefix }}
+{{- $flags = append $flags (list "etcd_endpoint" (include "vineyard.etcd.endpoints" .)) }}
+{{- $flags = append $flags (list "etcd_prefix" $v.etcdPrefix) }}
 {{- /* THE TRAP: when etcd does not answer, vineyardd launches its own etcd from --etcd_cmd or
 from PATH (the upstream image ships one) and carries on with a private, empty metadata store.
 A path that cannot exist makes it fail instead, so the pod restarts and never reports Ready. */}}
-- --etcd_cmd=/nonexistent/vineyard-never-launches-etcd
+{{- $flags = append $flags (list "etcd_cmd" "/nonexistent/vineyard-never-launches-etcd") }}
 {{- end }}
-- --meta_timeout={{ $v.metaTimeout }}
-- --rpc={{ $v.rpc.enabled }}
+{{- $flags = append $flags (list "meta_timeout" $v.metaTimeout) }}
+{{- $flags = append $flags (list "rpc" $v.rpc.enabled) }}
 {{- if $v.rpc.enabled }}
-- --rpc_socket_port={{ $v.rpc.port }}
+{{- $flags = append $flags (list "rpc_socket_port" $v.rpc.port) }}
 {{- end }}
 {{- if $v.spill.path }}
-- --spill_path={{ $v.spill.path }}
-- --spill_lower_rate={{ float64 $v.spill.lowerRate }}
-- --spill_upper_rate={{ float64 $v.spill.upperRate }}
+{{- $flags = append $flags (list "spill_path" $v.spill.path) }}
+{{- $flags = append $flags (list "spill_lower_rate" (float64 $v.spill.lowerRate)) }}
+{{- $flags = append $flags (list "spill_upper_rate" (float64 $v.spill.upperRate)) }}
 {{- end }}
-- --compression={{ $v.compression }}
+{{- $flags = append $flags (list "compression" $v.compression) }}
 {{- /* glog writes a log file per severity into $TMPDIR (the 64Mi /tmp emptyDir) besides
 stderr; a full /tmp evicts the pod and drops every object in memory. --logtostderr sends every
 line to stderr instead of files (what kubectl logs shows, rotated by the kubelet), so no file is
 written at all (measured with vineyardd 0.24.2 under 300 put/get requests: one log file without
 it, none with it, the same lines on stderr). --alsologtostderr and --stderrthreshold copy lines
 to stderr but keep writing the files; --log_dir only moves them. */}}
-- --logtostderr=true
+{{- $flags = append $flags (list "logtostderr" true) }}
+{{- $managed := include "vineyard.vineyardd.managedFlags" . | fromYaml }}
+{{- range $i, $flag := $flags }}
+{{- if not (hasKey $managed (first $flag)) }}
+{{- fail (printf "chart bug: --%s is rendered but missing from vineyard.vineyardd.managedFlags" (first $flag)) }}
+{{- end }}
+{{- if $i }}{{ "\n" }}{{ end -}}
+- --{{ first $flag }}={{ last $flag }}
+{{- end }}
 {{- range $v.extraArgs }}
 - {{ . | quote }}
 {{- end }}
+{{- end }}
+
+{{/*
+Problems with vineyard.extraArgs, one line each: a managed flag in any spelling, or a value item
+that follows no flag (gflags would take it for a program argument). Read like gflags reads argv:
+one or two dashes, the name up to "=", dashes in a name taken as underscores, "no" + the name of
+a boolean. An item that does not start with "-" is the value of the flag before it.
+*/}}
+{{- define "vineyard.vineyardd.extraArgsProblems" -}}
+{{- $managed := include "vineyard.vineyardd.managedFlags" . | fromYaml }}
+{{- $problems := list }}
+{{- $takesValue := false }}
+{{- range $i, $arg := .Values.vineyard.extraArgs }}
+{{- $arg = toString $arg }}
+{{- if hasPrefix "-" $arg }}
+{{- $name := regexReplaceAll "=.*$" (regexReplaceAll "^--?" $arg "") "" | replace "-" "_" }}
+{{- $flag := "" }}
+{{- if hasKey $managed $name }}
+{{- $flag = $name }}
+{{- else if and (hasPrefix "no" $name) (hasKey $managed (trimPrefix "no" $name)) }}
+{{- $flag = trimPrefix "no" $name }}
+{{- end }}
+{{- if $flag }}
+{{- $problems = append $problems (printf "vineyard.extraArgs[%d] (%q) sets --%s, which the chart manages: %s" $i $arg $flag (get $managed $flag)) }}
+{{- end }}
+{{- $takesValue = not (contains "=" $arg) }}
+{{- else }}
+{{- if not $takesValue }}
+{{- $problems = append $problems (printf "vineyard.extraArgs[%d] (%q) is not a flag and no flag before it waits for a value: write --flag=value" $i $arg) }}
+{{- end }}
+{{- $takesValue = false }}
+{{- end }}
+{{- end }}
+{{- toJson $problems }}
 {{- end }}
 
 {{/*
