@@ -119,7 +119,7 @@ def test_etcd_ha_spreads_disruption_and_keeps_stable_member_names(rendered_scena
     assert find(manifests, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
     assert (
         statefulset["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
-        == "256Mi"
+        == "1Gi"
     )
 
 

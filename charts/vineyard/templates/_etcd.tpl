@@ -17,3 +17,33 @@
 {{- end }}
 {{- join "," $members }}
 {{- end }}
+
+{{/*
+The flags that keep a member's storage bounded forever (values etcd.autoCompaction,
+etcd.backendQuota, etcd.snapshotCount, etcd.maxWals, etcd.maxSnapshots; the reasons are in
+values.yaml). Numbers go through int64: values from YAML are floats, printed as 1e+06 otherwise.
+*/}}
+{{- define "vineyard.etcd.boundsArgs" -}}
+{{- $etcd := .Values.etcd }}
+{{- $retention := $etcd.autoCompaction.retention -}}
+- --auto-compaction-mode={{ $etcd.autoCompaction.mode }}
+- --auto-compaction-retention={{ if kindIs "string" $retention }}{{ $retention }}{{ else }}{{ int64 $retention }}{{ end }}
+- --quota-backend-bytes={{ include "vineyard.quantityBytes" $etcd.backendQuota | float64 | int64 }}
+- --snapshot-count={{ int64 $etcd.snapshotCount }}
+- --max-wals={{ int64 $etcd.maxWals }}
+- --max-snapshots={{ int64 $etcd.maxSnapshots }}
+{{- end }}
+
+{{/*
+The smallest data volume for the quota, in bytes. The database grows to the quota, and a second
+copy of it can sit beside it: the temporary file of a defragmentation, or the snapshot a follower
+receives from the leader before it replaces its database. The WAL keeps at most etcd.maxWals
+segment files, the one in use among them, plus one pre-allocated, 64 MB each (as long as the
+entries between two snapshots, etcd.snapshotCount of them, fit in one segment: 6 KB each on
+average; vineyardd's heartbeats take about 100 bytes). One more 64Mi covers the snapshot files
+and the database growing in 16 MB steps past the quota check.
+*/}}
+{{- define "vineyard.etcd.volumeNeeded" -}}
+{{- $quota := include "vineyard.quantityBytes" .Values.etcd.backendQuota | float64 }}
+{{- addf (mulf 2 $quota) (mulf (add (int64 .Values.etcd.maxWals) 2) 67108864) }}
+{{- end }}

@@ -144,16 +144,20 @@ every node, so each node's vineyardd keeps its socket in a sub-directory named a
 {{- default (include "vineyard.suffixedName" (dict "ctx" . "suffix" "-socket")) .Values.socket.volume.persistentVolumeClaim.existingClaim }}
 {{- end }}
 
-{{/* Converts a quantity (512Mi, 1G, 1024) to bytes as a float, for comparisons. */}}
+{{/* Converts a quantity (512Mi, 1G, 1024, 100m) to bytes as a float, for comparisons. */}}
 {{- define "vineyard.quantityBytes" -}}
+{{- if or (kindIs "float64" .) (kindIs "int64" .) (kindIs "int" .) }}
+{{- float64 . }}
+{{- else }}
 {{- $q := toString . }}
 {{- $number := regexFind "^[0-9.]+" $q }}
 {{- $suffix := trimPrefix $number $q }}
-{{- $units := dict "" 1 "k" 1e3 "K" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 }}
+{{- $units := dict "" 1 "m" 1e-3 "k" 1e3 "K" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "E" 1e18 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "Pi" 1125899906842624 "Ei" 1152921504606846976 }}
 {{- if not (hasKey $units $suffix) }}
 {{- fail (printf "cannot read the quantity %q" $q) }}
 {{- end }}
 {{- mulf (float64 $number) (get $units $suffix) }}
+{{- end }}
 {{- end }}
 
 {{/* Environment vineyardd reads for its instance identity (downward API). */}}

@@ -14,6 +14,17 @@ each naming the values it concerns.
 {{- $problems = append $problems (printf "vineyard.spill.lowerRate (%v) must be below vineyard.spill.upperRate (%v)" .Values.vineyard.spill.lowerRate .Values.vineyard.spill.upperRate) }}
 {{- end }}
 {{- $problems = concat $problems (include "vineyard.vineyardd.extraArgsProblems" . | fromJsonArray) }}
+{{- if include "vineyard.etcd.deployed" . }}
+{{- $etcd := .Values.etcd }}
+{{- $quota := include "vineyard.quantityBytes" $etcd.backendQuota | float64 }}
+{{- $volume := include "vineyard.quantityBytes" $etcd.persistence.size | float64 }}
+{{- $needed := include "vineyard.etcd.volumeNeeded" . | float64 }}
+{{- if lt $quota 67108864.0 }}
+{{- $problems = append $problems (printf "etcd.backendQuota (%v) is below 64Mi: etcd would raise its NOSPACE alarm and refuse writes almost at once" $etcd.backendQuota) }}
+{{- else if lt $volume $needed }}
+{{- $problems = append $problems (printf "etcd.persistence.size (%v, each member's %s) is below 2 x etcd.backendQuota (%v) + (etcd.maxWals (%v) + 2) x 64Mi = %.0fMi: the database, a defragmentation or snapshot copy of it, the WAL segments and the snapshot files must fit, or the volume fills before etcd's quota alarm can protect it; raise etcd.persistence.size or lower etcd.backendQuota" $etcd.persistence.size (ternary "claim" "emptyDir size limit" $etcd.persistence.enabled) $etcd.backendQuota (int64 $etcd.maxWals) (ceil (divf $needed 1048576))) }}
+{{- end }}
+{{- end }}
 {{- $fullname := include "vineyard.fullname" . }}
 {{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $fullname) }}
 {{- $problems = append $problems (printf "the release name %q names the objects %q, which a Service name cannot be (a letter first, then only a-z, 0-9 and -): choose another release name or set fullnameOverride" .Release.Name $fullname) }}
