@@ -15,6 +15,7 @@ ETCD_ONE = {
     ("StatefulSet", "vineyard-etcd"),
     ("Service", "vineyard-etcd-headless"),
     ("Service", "etcd-for-vineyard"),
+    ("CronJob", "vineyard-etcd-defrag"),
 }
 TESTS_RPC = {("Pod", "vineyard-test-rpc")}
 TESTS_ETCD = {("Pod", "vineyard-test-etcd")}

@@ -23,6 +23,10 @@ def pod_specs(manifests: list[Manifest]) -> list[tuple[str, dict[str, Any]]]:
             specs.append((m["metadata"]["name"], m["spec"]))
         elif m["kind"] in ("DaemonSet", "StatefulSet"):
             specs.append((m["metadata"]["name"], m["spec"]["template"]["spec"]))
+        elif m["kind"] == "CronJob":
+            specs.append(
+                (m["metadata"]["name"], m["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+            )
     return specs
 
 
@@ -203,7 +207,7 @@ def test_network_policies_admit_only_the_release_to_etcd(rendered_scenarios: dic
         peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
         for peer in client_rule["from"]
     }
-    assert components == {"vineyardd", "test"}
+    assert components == {"vineyardd", "test", "etcd-defrag"}
     assert all(
         p["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "vineyard"
         for p in client_rule["from"]

@@ -106,6 +106,11 @@ controller-revision-hash "<name>-<hash>", a label value of at most 63.
 {{- printf "%s-headless" (include "vineyard.etcd.fullname" .) }}
 {{- end }}
 
+{{/* A CronJob name has at most 52 characters: its Jobs append an 11-character timestamp. */}}
+{{- define "vineyard.etcd.defragName" -}}
+{{- include "vineyard.suffixedName" (dict "ctx" . "suffix" "-etcd-defrag" "max" 52) }}
+{{- end }}
+
 {{/* The etcd client endpoints vineyardd uses, as a list. */}}
 {{- define "vineyard.etcd.endpointList" -}}
 {{- if .Values.etcd.enabled }}
