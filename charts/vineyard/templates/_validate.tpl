@@ -14,6 +14,8 @@ each naming the values it concerns.
 {{- $problems = append $problems (printf "vineyard.spill.lowerRate (%v) must be below vineyard.spill.upperRate (%v)" .Values.vineyard.spill.lowerRate .Values.vineyard.spill.upperRate) }}
 {{- end }}
 {{- $problems = concat $problems (include "vineyard.vineyardd.extraArgsProblems" . | fromJsonArray) }}
+{{- $statefulsets := include "vineyard.upgrade.statefulsets" . | fromJsonArray }}
+{{- $problems = concat $problems (include "vineyard.upgrade.problems" (dict "ctx" . "statefulsets" $statefulsets) | fromJsonArray) }}
 {{- if include "vineyard.etcd.deployed" . }}
 {{- $etcd := .Values.etcd }}
 {{- $quota := include "vineyard.quantityBytes" $etcd.backendQuota | float64 }}
