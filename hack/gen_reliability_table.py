@@ -32,7 +32,8 @@ HEADER = """# Reliability and security checks
 
 Every row is written by a test in `tests/reliability/` (the `Test` column) when it passes;
 `hack/gen_reliability_table.py` collects them. Regenerate with `make reliability`. The fault
-checks run on their own local cluster (`.cache/faults-cluster`); the others on the e2e cluster.
+checks run on a local cluster of their run alone (`.cache/faults-cluster-<pid>`); the others on
+the e2e cluster (`.cache/e2e-cluster`).
 The nodes are kwok's (simulated): pods are scheduled, admitted and reported Ready, but no
 container runs, so nothing here claims what a real vineyardd or etcd would do with its data.
 `Commit` is HEAD when the row was recorded; `+uncommitted` means the chart, vineyard_helm,

@@ -20,14 +20,14 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from reliability_kube import delete_namespace, make_namespace
 
-from localcluster import ApiError, Cluster, wait_until
+from localcluster import Cluster
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS_DIR = REPO / ".cache" / "reliability"
@@ -103,24 +103,6 @@ def _remove_dead_faults_clusters() -> None:
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
             Cluster(state_dir).down()
             shutil.rmtree(state_dir, ignore_errors=True)
-
-
-def make_namespace(c: Cluster, prefix: str, labels: dict[str, str] | None = None) -> str:
-    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
-    c.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                       "metadata": {"name": name, "labels": labels or {}}})
-    # Pods are refused until the token controller has made the namespace's default SA.
-    assert wait_until(lambda: c.api.ok(f"/api/v1/namespaces/{name}/serviceaccounts/default"),
-                      30), f"no default ServiceAccount in {name}"
-    return name
-
-
-def delete_namespace(c: Cluster, name: str) -> None:
-    try:
-        c.api.delete(f"/api/v1/namespaces/{name}")
-    except ApiError as e:
-        if e.status != 404:
-            raise
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from reliability_kube import delete_namespace, make_namespace
 
 import vineyard_helm
 from chart_render import CHART, CI_DIR
-from conftest import delete_namespace, make_namespace
 from localcluster import ApiError, Cluster, components, wait_until
 
 VALUES = {"vineyard": {"size": "64Mi"}}
