@@ -43,7 +43,7 @@ def volumes(cluster: Cluster) -> Iterator[list[str]]:
     names = [create_pv(cluster, storage_class="standard", access_modes=["ReadWriteMany"],
                        size="16Mi")]
     names += [create_pv(cluster, storage_class="", access_modes=["ReadWriteOnce"],
-                        size="256Mi") for _ in range(3)]
+                        size="1Gi") for _ in range(3)]
     yield names
     delete_pvs(cluster, names)
 

@@ -61,7 +61,7 @@ def installed(cluster: Cluster, e2e_env: dict[str, str], make_namespace, make_pv
     make_pv(storage_class="standard", access_modes=["ReadWriteMany"], size="16Mi",
             claim=(namespaces["pvc"], "vineyard-socket"))
     for member in range(3):
-        make_pv(storage_class="", access_modes=["ReadWriteOnce"], size="256Mi",
+        make_pv(storage_class="", access_modes=["ReadWriteOnce"], size="1Gi",
                 claim=(namespaces["etcd-ha"], f"data-vineyard-etcd-{member}"))
     sets = scenario_sets(namespaces)
 

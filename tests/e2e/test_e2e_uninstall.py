@@ -36,7 +36,7 @@ def uninstalled(cluster: Cluster, e2e_env: dict[str, str], make_namespace, make_
     make_pv(storage_class="standard", access_modes=["ReadWriteMany"], size="16Mi",
             claim=(ns, "vineyard-socket"))
     for i in range(3):
-        make_pv(storage_class="", access_modes=["ReadWriteOnce"], size="256Mi",
+        make_pv(storage_class="", access_modes=["ReadWriteOnce"], size="1Gi",
                 claim=(ns, f"data-vineyard-etcd-{i}"))
     baseline = kinds_and_names(inventory(cluster, ns))
     cluster_baseline = inventory(cluster, None)
