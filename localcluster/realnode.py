@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 
 from . import images as images_mod
 from . import pki
+from .components import SERVICE_CIDR
 from .procs import ComponentError, free_port, log_tail, wait_until
 
 if TYPE_CHECKING:
@@ -304,6 +305,15 @@ class RealNode:
             for chain in (self.egress_chain, self.output_chain):
                 _run(tool, "-N", chain, check=False)
                 _run(tool, "-F", chain)
+            if tool == "iptables":
+                # A ClusterIP that kube-proxy has not programmed yet (a client racing a new
+                # Service) is this cluster's address, not an outside one: dropped too, but
+                # counted apart (`unprogrammed_service_packets`).
+                _run(tool, "-A", self.egress_chain, "-d", SERVICE_CIDR, "-m", "comment",
+                     "--comment", f"localcluster {self.id}: unprogrammed ClusterIP", "-j", "DROP")
+            # What would have left is logged (kernel log, rate-limited) for the failure message.
+            _run(tool, "-A", self.egress_chain, "-m", "limit", "--limit", "20/min", "-j", "LOG",
+                 "--log-prefix", f"{self.egress_chain}: ")
             _run(tool, "-A", self.egress_chain, *comment, "-j", "DROP")
             _run(tool, "-A", self.output_chain, "-m", "addrtype", "--dst-type", "LOCAL",
                  "-j", "RETURN")
@@ -316,15 +326,28 @@ class RealNode:
                 _run(tool, "-I", parent, *rule)
         return jumps
 
-    def egress_packets(self) -> int:
-        """Packets the node or its pods tried to send off this machine (dropped), since `up`."""
-        total = 0
+    def _drop_counts(self) -> dict[str, int]:
+        counts = {"egress": 0, "service": 0}
         for tool in ("iptables", "ip6tables"):
             out = _run(tool, "-L", self.egress_chain, "-v", "-x", "-n", check=False).stdout
             for line in out.splitlines()[2:]:
                 if "DROP" in line:
-                    total += int(line.split()[0])
-        return total
+                    key = "service" if "unprogrammed ClusterIP" in line else "egress"
+                    counts[key] += int(line.split()[0])
+        return counts
+
+    def egress_packets(self) -> int:
+        """Packets the node or its pods tried to send off this machine (dropped), since `up`."""
+        return self._drop_counts()["egress"]
+
+    def unprogrammed_service_packets(self) -> int:
+        """Packets to a ClusterIP that kube-proxy had not programmed yet (dropped)."""
+        return self._drop_counts()["service"]
+
+    def egress_log(self, lines: int = 20) -> str:
+        """The kernel's log of the last dropped packets (rate-limited), for failure messages."""
+        out = _run("dmesg", check=False).stdout.splitlines()
+        return "\n".join([ln for ln in out if f"{self.egress_chain}: " in ln][-lines:])
 
     @property
     def _ports(self) -> dict[str, int]:

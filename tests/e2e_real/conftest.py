@@ -62,11 +62,14 @@ def real_cluster() -> Iterator[Cluster]:
         node = c.real_node()
         yield c
         egress = node.egress_packets()
-        record("packets sent off the machine by the real node and its pods", egress)
+        record("packets bound off the machine from the real node and its pods (dropped)",
+               egress - sum(EXPECTED_EGRESS))
+        record("packets to not yet programmed ClusterIPs (dropped)",
+               node.unprogrammed_service_packets())
         assert egress == sum(EXPECTED_EGRESS), (
             f"the real node or its pods sent {egress - sum(EXPECTED_EGRESS)} packets to "
-            f"addresses off this machine (dropped and counted by {node.egress_chain}); see "
-            f"`iptables -L {node.egress_chain} -v`")
+            f"addresses off this machine (dropped and counted by {node.egress_chain}); the "
+            f"kernel logged:\n{node.egress_log()}")
 
 
 @contextlib.contextmanager

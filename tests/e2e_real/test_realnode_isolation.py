@@ -53,8 +53,8 @@ def test_default_install_pulls_the_charts_images_from_the_loopback_mirror(
 
 
 @pytest.mark.parametrize(("image", "expected"), [
-    # A mirrored registry without that image: the mirror answers 404.
-    ("docker.io/library/busybox:1.36", "127.0.0.1"),
+    # A mirrored registry without that image: the mirror answers 404 (Docker Hub has it).
+    ("docker.io/library/busybox:1.36", "docker.io/library/busybox:1.36: not found"),
     # A registry that is not mirrored: the refusing proxy on loopback.
     ("registry.example.org/team/app:1.0", "127.0.0.1:9"),
 ])

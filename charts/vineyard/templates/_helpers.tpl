@@ -124,11 +124,6 @@ controller-revision-hash "<name>-<hash>", a label value of at most 63.
 {{- include "vineyard.etcd.endpointList" . | fromJsonArray | join "," }}
 {{- end }}
 
-{{/* The host directory of the socket in hostPath mode, unique per namespace and release. */}}
-{{- define "vineyard.socket.hostPath" -}}
-{{- default (printf "/var/run/vineyard/%s/%s" .Release.Namespace .Release.Name) .Values.socket.volume.hostPath.path }}
-{{- end }}
-
 {{/*
 The socket directory inside vineyardd. In persistentVolumeClaim mode one claim may be shared by
 every node, so each node's vineyardd keeps its socket in a sub-directory named after the node.

@@ -4,7 +4,7 @@ each naming the values it concerns.
 */}}
 {{- define "vineyard.validateValues" -}}
 {{- $problems := list }}
-{{- $limit := dig "limits" "memory" "" .Values.resources }}
+{{- $limit := dig "limits" "memory" "" (include "vineyard.vineyardd.resources" . | fromYaml) }}
 {{- if and .Values.vineyard.size $limit }}
 {{- if lt (float64 (include "vineyard.quantityBytes" $limit)) (float64 (include "vineyard.quantityBytes" .Values.vineyard.size)) }}
 {{- $problems = append $problems (printf "resources.limits.memory (%s) is below vineyard.size (%s): the shared memory is charged to the pod, so vineyardd would be OOM-killed when it fills up; raise the limit or lower the size" $limit .Values.vineyard.size) }}
