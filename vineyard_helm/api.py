@@ -1,49 +1,64 @@
-"""install / upgrade / uninstall / status / render: async implementations, sync twins.
+"""install / upgrade / uninstall / status / render / validate: async implementations, sync twins.
 
 Each public verb exists twice: ``install_async`` (a coroutine) and ``install`` (a plain
-function). The sync one runs the same coroutine with ``asyncio.run``, or, when the calling
-thread already runs an event loop (Jupyter), on a worker thread with its own loop.
+function), one implementation. The sync twin of a cluster verb runs the coroutine with
+``asyncio.run``, or, when the calling thread already runs an event loop (Jupyter), on a worker
+thread with its own loop. The offline verbs (``render``, ``validate``) only ever await helm, so
+their sync twins run helm in the calling thread (:data:`~vineyard_helm.helm.BLOCKING`) and
+drive the same coroutine to its end without an event loop.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
 
-from .errors import InvalidValuesError, ReleaseNotFoundError, VineyardHelmError
-from .helm import Helm
-from .records import Release, ReleaseStatus
-from .values import ValuesInput, apply_set, coalesce_with_defaults, collect_values, schema_problems
+from .defaults import DEFAULT_NAMESPACE, DEFAULT_RELEASE, DEFAULT_TIMEOUT
+from .errors import ReleaseNotFoundError, VineyardHelmError
+from .helm import BLOCKING, Helm
+from .values import ValuesInput, values_args
 
-T = TypeVar("T")
+# Types only: a cold `vineyard-helm render` imports neither typing nor the records.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ParamSpec, TypeVar
 
-DEFAULT_RELEASE = "vineyard"
-DEFAULT_NAMESPACE = "vineyard"
-#: helm's --timeout for waits (Go duration string or seconds).
-DEFAULT_TIMEOUT = "5m"
+    from .records import Release, ReleaseStatus
+
+    T = TypeVar("T")
+    P = ParamSpec("P")
+    ProgressCallback = Callable[[ReleaseStatus], object]
+
 #: Seconds between status polls while waiting, when a progress callback is given.
 POLL_INTERVAL = 1.0
 
 ChartRef = str | os.PathLike[str] | None
 Timeout = str | int | float
-ProgressCallback = Callable[[ReleaseStatus], object]
 
 
 def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to completion from synchronous code, also inside a running loop."""
     import asyncio
-    from concurrent.futures import ThreadPoolExecutor
+
+    results: list[T] = []
+
+    async def main() -> None:
+        # The result is handed over here, not as the main task's result: on Python 3.11
+        # asyncio.run formats the task's repr twice (its SIGINT bookkeeping), which for a
+        # rendered manifest cost more than a millisecond per call.
+        results.append(await coroutine)
 
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coroutine)
+        asyncio.run(main())
+        return results[0]
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vineyard-helm") as pool:
-        return pool.submit(asyncio.run, coroutine).result()
+        pool.submit(asyncio.run, main()).result()
+    return results[0]
 
 
 def _timeout_arg(timeout: Timeout) -> str:
@@ -52,93 +67,18 @@ def _timeout_arg(timeout: Timeout) -> str:
     return str(timeout)
 
 
-# ---- chart references ----------------------------------------------------------------------
+# ---- chart references and helm's output -----------------------------------------------------
 
 
-def resolve_chart(chart: ChartRef) -> tuple[str, Path | None]:
-    """(reference passed to helm, local path when the chart is on disk).
-
-    ``None`` is the bundled chart. A string naming an existing directory or file is a local
-    chart (directory or .tgz); anything else (``repo/name``, ``oci://...``, a URL) goes to helm
-    as it is."""
-    from .bundled import chart_path
-
+def resolve_chart(chart: ChartRef) -> str:
+    """The chart reference passed to helm: ``None`` is the bundled chart; a directory, .tgz,
+    ``repo/name``, URL or ``oci://`` reference goes to helm as it is (``~`` expanded)."""
     if chart is None:
-        path = chart_path()
-        return str(path), path
+        from .bundled import chart_directory
+
+        return chart_directory()
     text = os.fspath(chart)
-    if "://" not in text:
-        candidate = Path(text).expanduser()
-        if candidate.exists():
-            return str(candidate.resolve()), candidate.resolve()
-    return text, None
-
-
-def _chart_schema_and_defaults(local: Path) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """The schema and default values of a local chart directory or .tgz archive, read once per
-    version of the files (a script rendering in a loop pays for parsing them once). Callers
-    must not mutate the result (coalesce_with_defaults copies)."""
-    files = [local / "values.schema.json", local / "values.yaml"] if local.is_dir() else [local]
-    stamp = tuple(f.stat().st_mtime_ns if f.exists() else 0 for f in files)
-    return _read_chart_schema_and_defaults(local, stamp)
-
-
-@functools.lru_cache(maxsize=16)
-def _read_chart_schema_and_defaults(
-    local: Path, stamp: tuple[int, ...]
-) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    import json
-    import tarfile
-
-    from .values import load_yaml
-
-    if local.is_dir():
-        from .bundled import load_default_values, load_schema
-
-        return load_schema(local), load_default_values(local)
-    schema: dict[str, Any] | None = None
-    defaults: dict[str, Any] = {}
-    try:
-        with tarfile.open(local) as archive:
-            for member in archive.getmembers():
-                parts = member.name.split("/")
-                if len(parts) != 2 or parts[1] not in ("values.schema.json", "values.yaml"):
-                    continue
-                handle = archive.extractfile(member)
-                if handle is None:
-                    continue
-                text = handle.read().decode("utf-8")
-                if parts[1] == "values.yaml":
-                    defaults = load_yaml(text) or {}
-                else:
-                    schema = json.loads(text)
-    except (tarfile.TarError, OSError):
-        return None, {}  # helm reports a broken archive itself
-    return schema, defaults
-
-
-def prepare_values(
-    values: ValuesInput,
-    *,
-    set_values: Sequence[str] = (),
-    set_string_values: Sequence[str] = (),
-    local_chart: Path | None,
-    validate: bool = True,
-) -> dict[str, Any]:
-    """Merge values like helm (files/dicts, then --set, then --set-string) and validate them
-    against the chart's schema when the chart is local. Returns the one dict sent to helm."""
-    merged = collect_values(values)
-    for expression in set_values:
-        apply_set(merged, expression)
-    for expression in set_string_values:
-        apply_set(merged, expression, as_string=True)
-    if validate and local_chart is not None:
-        schema, defaults = _chart_schema_and_defaults(local_chart)
-        if schema is not None:
-            problems = schema_problems(coalesce_with_defaults(defaults, merged), schema)
-            if problems:
-                raise InvalidValuesError(problems)
-    return merged
+    return os.path.expanduser(text) if text.startswith("~") else text
 
 
 def _parse_json_output(stdout: bytes) -> dict[str, Any]:
@@ -155,6 +95,42 @@ def _parse_json_output(stdout: bytes) -> dict[str, Any]:
 # ---- verbs -------------------------------------------------------------------------------
 
 
+async def render_text_async(
+    values: ValuesInput = None,
+    *,
+    release: str = DEFAULT_RELEASE,
+    namespace: str = DEFAULT_NAMESPACE,
+    chart: ChartRef = None,
+    version: str | None = None,
+    set_values: Sequence[str] = (),
+    set_string_values: Sequence[str] = (),
+    set_json_values: Sequence[str] = (),
+    validate: bool = True,
+    skip_tests: bool = False,
+    plain_http: bool = False,
+    helm: str | os.PathLike[str] | None = None,
+) -> str:
+    """The manifest exactly as ``helm template`` prints it (arguments as for :func:`render`)."""
+    args: list[str] = ["template", release, resolve_chart(chart), "--namespace", namespace]
+    if version:
+        args += ["--version", version]
+    if skip_tests:
+        args.append("--skip-tests")
+    if plain_http:
+        args.append("--plain-http")
+    if not validate:
+        args.append("--skip-schema-validation")
+    runner = Helm(helm=helm)
+    with values_args(
+        values,
+        set_values=set_values,
+        set_string_values=set_string_values,
+        set_json_values=set_json_values,
+    ) as (values_flags, stdin):
+        stdout = await runner.run([*args, *values_flags], stdin)
+    return stdout.decode()
+
+
 async def render_async(
     values: ValuesInput = None,
     *,
@@ -164,6 +140,7 @@ async def render_async(
     version: str | None = None,
     set_values: Sequence[str] = (),
     set_string_values: Sequence[str] = (),
+    set_json_values: Sequence[str] = (),
     validate: bool = True,
     skip_tests: bool = False,
     plain_http: bool = False,
@@ -171,31 +148,29 @@ async def render_async(
 ) -> list[dict[str, Any]]:
     """Render the chart client-side (``helm template``) and return the manifests as dicts.
 
-    Nothing contacts a cluster. Values are validated first (see :func:`validate`).
-    ``skip_tests`` leaves out the chart's ``helm test`` pods (``--skip-tests``).
-    ``plain_http`` fetches an ``oci://`` chart over HTTP (``--plain-http``)."""
-    import json
+    Nothing contacts a cluster. ``values`` and the ``set_*`` expressions go to helm unchanged
+    (see :func:`install`); helm checks them against the chart's schema and the chart's own
+    rules run, so bad values raise InvalidValuesError. ``validate=False`` skips the schema
+    (``--skip-schema-validation``), not the chart's rules. ``skip_tests`` leaves out the
+    chart's ``helm test`` pods (``--skip-tests``). ``plain_http`` fetches an ``oci://`` chart
+    over HTTP (``--plain-http``)."""
+    from .helm import load_manifest
 
-    from .helm_json import load_manifest
-
-    ref, local = resolve_chart(chart)
-    merged = prepare_values(
+    text = await render_text_async(
         values,
+        release=release,
+        namespace=namespace,
+        chart=chart,
+        version=version,
         set_values=set_values,
         set_string_values=set_string_values,
-        local_chart=local,
+        set_json_values=set_json_values,
         validate=validate,
+        skip_tests=skip_tests,
+        plain_http=plain_http,
+        helm=helm,
     )
-    runner = Helm(helm=helm)
-    args: list[str] = ["template", release, ref, "--namespace", namespace, "--values", "-"]
-    if version:
-        args += ["--version", version]
-    if skip_tests:
-        args.append("--skip-tests")
-    if plain_http:
-        args.append("--plain-http")
-    stdout = await runner.run(args, json.dumps(merged).encode())
-    return load_manifest(stdout.decode())
+    return load_manifest(text)
 
 
 async def _watch(
@@ -245,24 +220,19 @@ async def _install_or_upgrade(
     rollback_on_failure: bool,
     set_values: Sequence[str],
     set_string_values: Sequence[str],
+    set_json_values: Sequence[str],
     kubeconfig: str | os.PathLike[str] | None,
     context: str | None,
     helm: str | os.PathLike[str] | None,
     progress: ProgressCallback | None,
-    plain_http: bool = False,
+    plain_http: bool,
     extra_args: Sequence[str] = (),
 ) -> Release:
-    import json
-
     from .helm_json import release_from_json
 
-    ref, local = resolve_chart(chart)
-    merged = prepare_values(
-        values, set_values=set_values, set_string_values=set_string_values, local_chart=local
-    )
     runner = Helm(helm=helm, kubeconfig=kubeconfig, context=context)
-    args: list[str] = [verb, release, ref, "--namespace", namespace, "--output", "json"]
-    args += ["--values", "-", "--timeout", _timeout_arg(timeout), *extra_args]
+    args: list[str] = [verb, release, resolve_chart(chart), "--namespace", namespace]
+    args += ["--output", "json", "--timeout", _timeout_arg(timeout), *extra_args]
     if create_namespace:
         args.append("--create-namespace")
     if version:
@@ -273,19 +243,20 @@ async def _install_or_upgrade(
         args += ["--wait", "--wait-for-jobs"]
     if rollback_on_failure:
         args.append(await runner.rollback_on_failure_flag())
-    stdout = await _watch(
-        runner.run(args, json.dumps(merged).encode()),
-        runner,
-        release=release,
-        namespace=namespace,
-        progress=progress if wait else None,
-    )
-    result = release_from_json(_parse_json_output(stdout))
-    if not result.chart_version and local is not None and local.is_dir():
-        from .bundled import chart_version
-
-        result = dataclasses.replace(result, chart_version=chart_version(local))
-    return result
+    with values_args(
+        values,
+        set_values=set_values,
+        set_string_values=set_string_values,
+        set_json_values=set_json_values,
+    ) as (values_flags, stdin):
+        stdout = await _watch(
+            runner.run([*args, *values_flags], stdin),
+            runner,
+            release=release,
+            namespace=namespace,
+            progress=progress if wait else None,
+        )
+    return release_from_json(_parse_json_output(stdout))
 
 
 async def install_async(
@@ -301,6 +272,7 @@ async def install_async(
     rollback_on_failure: bool = False,
     set_values: Sequence[str] = (),
     set_string_values: Sequence[str] = (),
+    set_json_values: Sequence[str] = (),
     kubeconfig: str | os.PathLike[str] | None = None,
     context: str | None = None,
     helm: str | os.PathLike[str] | None = None,
@@ -309,11 +281,14 @@ async def install_async(
 ) -> Release:
     """Install the chart as a new release (``helm install``).
 
-    ``values``: dict, YAML path, or a list of them, merged like ``helm -f`` (then
-    ``set_values``/``set_string_values`` as ``--set``/``--set-string``), validated against the
-    chart's schema before helm runs. ``chart``: None for the bundled chart, or a directory,
-    .tgz, ``repo/name`` or ``oci://`` reference; ``version`` pins a repo chart's version.
-    ``wait`` waits (up to ``timeout``, a Go duration or seconds) until every resource is ready;
+    ``values``: a dict, a YAML file path, or a list of them, handed to helm in that order
+    (``--values``), then ``set_json_values``, ``set_values`` and ``set_string_values`` as
+    ``--set-json``/``--set``/``--set-string``, all unchanged: helm merges them (later files
+    win, maps merge, lists are replaced), checks them against the chart's schema, and the
+    chart's own rules run before anything reaches the cluster; bad values raise
+    InvalidValuesError. ``chart``: None for the bundled chart, or a directory, .tgz,
+    ``repo/name`` or ``oci://`` reference; ``version`` pins a repo chart's version. ``wait``
+    waits (up to ``timeout``, a Go duration or seconds) until every resource is ready;
     ``progress`` is then called with a :class:`ReleaseStatus` about once a second.
     ``rollback_on_failure`` is Helm 4's --rollback-on-failure (--atomic on Helm 3).
     ``plain_http`` fetches an ``oci://`` chart over HTTP (``--plain-http``), e.g. from a
@@ -333,6 +308,7 @@ async def install_async(
         rollback_on_failure=rollback_on_failure,
         set_values=set_values,
         set_string_values=set_string_values,
+        set_json_values=set_json_values,
         kubeconfig=kubeconfig,
         context=context,
         helm=helm,
@@ -356,6 +332,7 @@ async def upgrade_async(
     reuse_values: bool = False,
     set_values: Sequence[str] = (),
     set_string_values: Sequence[str] = (),
+    set_json_values: Sequence[str] = (),
     kubeconfig: str | os.PathLike[str] | None = None,
     context: str | None = None,
     helm: str | os.PathLike[str] | None = None,
@@ -381,6 +358,7 @@ async def upgrade_async(
         rollback_on_failure=rollback_on_failure,
         set_values=set_values,
         set_string_values=set_string_values,
+        set_json_values=set_json_values,
         kubeconfig=kubeconfig,
         context=context,
         helm=helm,
@@ -448,52 +426,50 @@ async def status_async(
 async def validate_async(
     values: ValuesInput = None,
     *,
+    release: str = DEFAULT_RELEASE,
+    namespace: str = DEFAULT_NAMESPACE,
     chart: ChartRef = None,
+    version: str | None = None,
     set_values: Sequence[str] = (),
     set_string_values: Sequence[str] = (),
+    set_json_values: Sequence[str] = (),
+    plain_http: bool = False,
     helm: str | os.PathLike[str] | None = None,
-) -> dict[str, Any]:
-    """Merge and validate values the way an install would see them, without a cluster.
-
-    First against the chart's values.schema.json (no helm needed); then, when the schema
-    passes, by rendering the chart offline (``helm template``, which contacts no cluster) so
-    that the chart's own cross-field rules run too (a memory limit below ``vineyard.size``,
-    spill rates in the wrong order, ...). Returns the merged values. Raises InvalidValuesError
-    listing each problem: schema problems as ``<dotted.path>: <message>``, the chart's as it
-    words them (each names the values concerned). A chart that is not local (repo/OCI) is not
-    checked here: helm checks it when it runs."""
-    ref, local = resolve_chart(chart)
-    merged = prepare_values(
-        values, set_values=set_values, set_string_values=set_string_values, local_chart=local
-    )
-    if local is not None:
-        await _check_chart_rules(ref, merged, helm=helm)
-    return merged
-
-
-async def _check_chart_rules(
-    ref: str, values: dict[str, Any], *, helm: str | os.PathLike[str] | None
 ) -> None:
-    """Render ``ref`` with ``values`` client-side; the chart's ``fail`` calls surface as
-    InvalidValuesError (see errors.from_helm_failure). Other helm failures propagate."""
-    import json
+    """Check values the way an install of ``release`` into ``namespace`` would, offline.
 
-    runner = Helm(helm=helm)
-    args = ["template", DEFAULT_RELEASE, ref, "--namespace", DEFAULT_NAMESPACE, "--values", "-"]
-    await runner.run(args, json.dumps(values).encode())
+    This is ``helm template`` of the chart with the values, its output discarded: it needs a
+    helm binary and contacts no cluster. helm reads the values (files, dicts, the ``set_*``
+    expressions), checks them against the chart's values.schema.json, and the chart's own
+    cross-field rules run (a memory limit below ``vineyard.size``, spill rates in the wrong
+    order, ...). Returns None when the values are valid; raises InvalidValuesError listing
+    every problem: schema problems as ``<dotted.path>: <message>``, the chart's as it words
+    them (each names the values concerned). A repo or ``oci://`` chart is fetched first."""
+    await render_text_async(
+        values,
+        release=release,
+        namespace=namespace,
+        chart=chart,
+        version=version,
+        set_values=set_values,
+        set_string_values=set_string_values,
+        set_json_values=set_json_values,
+        plain_http=plain_http,
+        helm=helm,
+    )
 
 
 # ---- sync twins ------------------------------------------------------------------------------
 
-P = ParamSpec("P")
 
-
-def _synchronous(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+def _twin(
+    function: Callable[P, Coroutine[Any, Any, T]], run: Callable[[Coroutine[Any, Any, T]], T]
+) -> Callable[P, T]:
     """The blocking twin of a coroutine function: same signature, same implementation."""
 
     @functools.wraps(function)
     def blocking(*args: P.args, **kwargs: P.kwargs) -> T:
-        return run_sync(function(*args, **kwargs))
+        return run(function(*args, **kwargs))
 
     blocking.__name__ = blocking.__qualname__ = function.__name__.removesuffix("_async")
     blocking.__doc__ = (function.__doc__ or "") + (
@@ -502,9 +478,25 @@ def _synchronous(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T
     return blocking
 
 
-install = _synchronous(install_async)
-upgrade = _synchronous(upgrade_async)
-uninstall = _synchronous(uninstall_async)
-status = _synchronous(status_async)
-render = _synchronous(render_async)
-validate = _synchronous(validate_async)
+def run_offline(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run an offline verb's coroutine to its end in the calling thread, without an event loop:
+    it only awaits helm runs, which block under BLOCKING, so it never suspends."""
+    token = BLOCKING.set(True)
+    try:
+        coroutine.send(None)
+    except StopIteration as finished:
+        result: T = finished.value
+        return result
+    finally:
+        BLOCKING.reset(token)
+    coroutine.close()
+    raise RuntimeError(f"{coroutine!r} waited on something other than helm")
+
+
+install = _twin(install_async, run_sync)
+upgrade = _twin(upgrade_async, run_sync)
+uninstall = _twin(uninstall_async, run_sync)
+status = _twin(status_async, run_sync)
+render = _twin(render_async, run_offline)
+render_text = _twin(render_text_async, run_offline)
+validate = _twin(validate_async, run_offline)

@@ -22,13 +22,18 @@ Errors are printed as one message on stderr, never as a traceback.
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import sys
-from collections.abc import Sequence
-from typing import Any, TextIO
 
 from . import errors
-from .api import DEFAULT_NAMESPACE, DEFAULT_RELEASE, DEFAULT_TIMEOUT
+from .defaults import DEFAULT_NAMESPACE, DEFAULT_RELEASE, DEFAULT_TIMEOUT
+
+# Kept light: `vineyard-helm --version` and `--help` import nothing else (the API, helm and
+# YAML are imported once a command runs).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from typing import Any, TextIO
 
 EXIT_OK = 0
 EXIT_HELM_FAILED = 1
@@ -62,6 +67,8 @@ def exit_code_for(error: errors.VineyardHelmError) -> int:
 
 
 def _dump(data: Any, output: str) -> str:
+    import json
+
     if output == "json":
         return json.dumps(data, indent=2, sort_keys=False, default=str)
     import yaml
@@ -70,18 +77,13 @@ def _dump(data: Any, output: str) -> str:
 
 
 def _dump_manifests(manifests: list[dict[str, Any]], output: str) -> str:
+    import json
+
     if output == "json":
         return json.dumps(manifests, indent=2)
-    if output == "table":
-        from .output import format_manifest_table
+    from .output import format_manifest_table
 
-        return format_manifest_table(manifests)
-    import yaml
-
-    return "\n".join(
-        "---\n" + str(yaml.safe_dump(m, sort_keys=False, default_flow_style=False)).rstrip("\n")
-        for m in manifests
-    )
+    return format_manifest_table(manifests)
 
 
 def _package_version() -> str:
@@ -129,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="FILE",
-        help="YAML values file (repeatable; later files win, maps merge, lists are replaced)",
+        help="YAML values file, passed to helm (repeatable; later files win, maps merge, "
+        "lists are replaced)",
     )
     values.add_argument(
         "--set",
@@ -137,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="set a value with helm's --set syntax (repeatable)",
+        help="passed to helm's --set (repeatable)",
     )
     values.add_argument(
         "--set-string",
@@ -145,7 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="like --set, but values are always strings",
+        help="passed to helm's --set-string: values are always strings (repeatable)",
+    )
+    values.add_argument(
+        "--set-json",
+        dest="set_json_values",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="passed to helm's --set-json: values are JSON (repeatable)",
     )
     values.add_argument(
         "--chart",
@@ -258,12 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-validation",
         dest="validate",
         action="store_false",
-        help="do not check values against the schema before rendering",
+        help="skip the values schema (helm --skip-schema-validation); the chart's own checks "
+        "still run",
     )
     validate = commands.add_parser(
         "validate",
-        parents=[values, output(formats, "table")],
-        help="check values against the chart's schema and its own rules (offline)",
+        parents=[release, values, output(formats, "table")],
+        help="check values against the chart's schema and its own rules: an offline "
+        "helm template, no cluster",
     )
     validate.add_argument(
         "--helm",
@@ -278,6 +291,9 @@ def _values_options(args: argparse.Namespace) -> dict[str, Any]:
         "chart": args.chart,
         "set_values": args.set_values,
         "set_string_values": args.set_string_values,
+        "set_json_values": args.set_json_values,
+        "version": args.chart_version,
+        "plain_http": args.plain_http,
     }
 
 
@@ -287,11 +303,16 @@ def _cluster_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from . import api
-    from .output import format_release, format_status
 
     if args.command == "validate":
         try:
-            api.validate(args.value_files, helm=args.helm, **_values_options(args))
+            api.validate(
+                args.value_files,
+                release=args.release,
+                namespace=args.namespace,
+                helm=args.helm,
+                **_values_options(args),
+            )
         except errors.InvalidValuesError as error:
             if args.output != "table":
                 out.write(
@@ -306,18 +327,21 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return EXIT_OK
 
     if args.command == "render":
-        manifests = api.render(
+        text = api.render_text(
             args.value_files,
             release=args.release,
             namespace=args.namespace,
-            version=args.chart_version,
             validate=args.validate,
             skip_tests=args.skip_tests,
-            plain_http=args.plain_http,
             helm=args.helm,
             **_values_options(args),
         )
-        out.write(_dump_manifests(manifests, args.output) + "\n")
+        if args.output == "yaml":  # helm's own text: nothing to parse or re-dump
+            out.write(text if text.endswith("\n") else text + "\n")
+        else:
+            from .helm import load_manifest
+
+            out.write(_dump_manifests(load_manifest(text), args.output) + "\n")
         return EXIT_OK
 
     if args.command in ("install", "upgrade"):
@@ -327,12 +351,10 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         options: dict[str, Any] = {
             "release": args.release,
             "namespace": args.namespace,
-            "version": args.chart_version,
             "create_namespace": args.create_namespace,
             "wait": args.wait,
             "timeout": args.timeout,
             "rollback_on_failure": args.rollback_on_failure,
-            "plain_http": args.plain_http,
             "progress": display,
             **_values_options(args),
             **_cluster_options(args),
@@ -350,11 +372,12 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         finally:
             if display is not None:
                 display.close()
-        text = (
-            format_release(result)
-            if args.output == "table"
-            else _dump(result.to_dict(), args.output)
-        )
+        if args.output == "table":
+            from .output import format_release
+
+            text = format_release(result)
+        else:
+            text = _dump(result.to_dict(), args.output)
         out.write(text + "\n")
         return EXIT_OK
 
@@ -372,11 +395,12 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     if args.command == "status":
         result_status = api.status(args.release, namespace=args.namespace, **_cluster_options(args))
-        text = (
-            format_status(result_status)
-            if args.output == "table"
-            else _dump(result_status.to_dict(), args.output)
-        )
+        if args.output == "table":
+            from .output import format_status
+
+            text = format_status(result_status)
+        else:
+            text = _dump(result_status.to_dict(), args.output)
         out.write(text + "\n")
         return EXIT_OK
 
@@ -394,26 +418,35 @@ def main(
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2)
         return int(exit_.code) if isinstance(exit_.code, int) else EXIT_USAGE
+    with _verbose(err) if getattr(args, "verbose", False) else contextlib.nullcontext():
+        try:
+            return run(args, out, err)
+        except errors.VineyardHelmError as error:
+            err.write(f"vineyard-helm: error: {error}\n")
+            return exit_code_for(error)
+        except KeyboardInterrupt:
+            err.write("vineyard-helm: interrupted\n")
+            return EXIT_INTERRUPTED
+
+
+@contextlib.contextmanager
+def _verbose(err: TextIO) -> Iterator[None]:
+    """-v: each helm command on stderr (logging is imported only then)."""
     import logging
 
-    pyhelm3_logger = logging.getLogger("pyhelm3")
+    from .helm import LOGGER
+
+    helm_logger = logging.getLogger(LOGGER)
     handler = logging.StreamHandler(err)
     handler.setFormatter(logging.Formatter("vineyard-helm: %(message)s"))
-    level = pyhelm3_logger.level
-    if getattr(args, "verbose", False):
-        pyhelm3_logger.addHandler(handler)
-        pyhelm3_logger.setLevel(logging.INFO)
+    level = helm_logger.level
+    helm_logger.addHandler(handler)
+    helm_logger.setLevel(logging.INFO)
     try:
-        return run(args, out, err)
-    except errors.VineyardHelmError as error:
-        err.write(f"vineyard-helm: error: {error}\n")
-        return exit_code_for(error)
-    except KeyboardInterrupt:
-        err.write("vineyard-helm: interrupted\n")
-        return EXIT_INTERRUPTED
+        yield
     finally:
-        pyhelm3_logger.removeHandler(handler)
-        pyhelm3_logger.setLevel(level)
+        helm_logger.removeHandler(handler)
+        helm_logger.setLevel(level)
 
 
 def main_entry() -> None:

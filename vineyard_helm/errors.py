@@ -1,8 +1,9 @@
 """One exception hierarchy for everything vineyard_helm raises.
 
-pyhelm3 raises its own classes (and a bare ``AssertionError`` when helm is missing); those never
-leave this package: :func:`from_helm_failure` turns a failed helm run into one of the classes
-below, keeping helm's return code and stderr.
+:func:`from_helm_failure` turns a failed helm run into one of the classes below from the
+headline of helm's stderr, keeping helm's return code and stderr. Bad values are found by helm
+alone (values.schema.json, the ``--set`` syntax, unreadable files) and by the chart's own
+checks (its ``fail``); both become one :class:`InvalidValuesError` listing every problem.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ class HelmNotFoundError(VineyardHelmError):
 
 
 class InvalidValuesError(VineyardHelmError, ValueError):
-    """The values do not satisfy the chart's values.schema.json (or cannot be read/parsed).
+    """helm or the chart refused the values: values.schema.json (each problem as
+    ``<dotted.path>: <message>``), the chart's own cross-field checks (each naming the values
+    concerned), a values file helm cannot read or parse, or a ``--set`` it cannot parse.
 
-    ``problems`` lists every problem, each as ``<dotted.path>: <message>``.
+    ``problems`` lists every problem.
     """
 
     def __init__(self, problems: Sequence[str], *, source: str = "values") -> None:
@@ -78,10 +81,12 @@ class WaitTimeoutError(HelmError, TimeoutError):
     """Waiting for resources (helm --wait, or a deletion) did not finish before the deadline."""
 
 
-_RELEASE_NOT_FOUND = re.compile(
+# Patterns are plain strings, compiled on first use (re caches them): importing this module,
+# which every CLI start does, compiles nothing.
+_RELEASE_NOT_FOUND = (
     r"release: not found|release not loaded|not found: release|has no deployed releases"
 )
-_CHART_NOT_FOUND = re.compile(
+_CHART_NOT_FOUND = (
     r"chart \"[^\"]*\" (version \"[^\"]*\" )?not found"
     r"|no chart (name|version) found"
     r"|path \"[^\"]*\" not found"
@@ -95,7 +100,7 @@ _CHART_NOT_FOUND = re.compile(
     r"|invalid_reference"
     r"|non-absolute URLs should be in form of repo_name/path_to_chart"
 )
-_UNREACHABLE = re.compile(
+_UNREACHABLE = (
     r"kubernetes cluster unreachable"
     r"|connect: connection refused"
     r"|dial tcp"
@@ -109,26 +114,58 @@ _UNREACHABLE = re.compile(
     r"|no configuration has been provided"
     r"|invalid configuration"
 )
-_TIMEOUT = re.compile(
+_TIMEOUT = (
     r"context deadline exceeded|timed out waiting for the condition|timed out waiting"
     r"|not ready\. status: "
     r"|resource not ready.*timeout|client rate limiter wait"
 )
 _SCHEMA = "values don't meet the specifications of the schema"
+# Helm 3.18+ and Helm 4 list each problem as "- at '/socket/volume/type': value must be one of
+# ...", nested under its parent ("- at '': 'allOf' failed") by two spaces; Helm 3 before 3.18 as
+# "- socket.volume.type: socket.volume.type must be one of ...".
+_SCHEMA_POINTER = r"^(?P<indent>\s*)-\s*at '(?P<pointer>[^']*)':\s*(?P<message>.*)$"
+_SCHEMA_DOTTED = r"^(?P<indent>\s*)-\s*(?P<path>[^\s:][^:]*):\s*(?P<message>.*)$"
+# A values file helm could not read or parse (a dict passed as values never fails here: it is
+# written as JSON by vineyard_helm itself).
+_VALUES_FILE = (
+    r"^(?:open|read) (?P<path>.+?): (?P<reason>.+)$"
+    r"|^failed to parse (?P<file>.+?): (?P<error>.+)$"
+)
+# A --set, --set-string or --set-json expression helm could not parse.
+_SET_SYNTAX = r"^failed parsing (?P<flag>--set(?:-string|-json)?) data:?\s*(?P<detail>.*)$"
+# What install and upgrade put before the reason.
+_VERB_FAILED = r"^(?:INSTALLATION|UPGRADE) FAILED:\s*"
 
 
-# Helm 3.18+ and Helm 4: "- at '/socket/volume/type': value must be one of ..."
-_SCHEMA_LINE = re.compile(r"^\s*-\s*at '(?P<pointer>[^']*)':\s*(?P<message>.*)$")
-
-
-def _schema_problem(line: str) -> str:
-    match = _SCHEMA_LINE.match(line)
-    assert match is not None
-    parts = [p.replace("~1", "/").replace("~0", "~") for p in match["pointer"].split("/") if p]
+def _dotted(pointer: str) -> str:
+    """``/socket/volume/type`` -> ``socket.volume.type``; list indexes as ``[0]``."""
+    parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/") if p]
     path = ""
     for part in parts:
         path += f"[{part}]" if part.isdigit() else ("." if path else "") + part
-    return f"{path or '(root)'}: {match['message']}"
+    return path or "(root)"
+
+
+def schema_problems(stderr: str) -> list[str]:
+    """Every problem of helm's schema refusal as ``<dotted.path>: <message>``, sorted by path.
+
+    Only the innermost problems are kept: a line whose next line is indented deeper only says
+    that its children failed (``'allOf' failed``, ``validation failed``)."""
+    entries: list[tuple[int, str, str]] = []
+    for line in stderr.splitlines():
+        if match := re.match(_SCHEMA_POINTER, line):
+            path = _dotted(match["pointer"])
+        elif match := re.match(_SCHEMA_DOTTED, line):
+            path = match["path"].strip()
+        else:
+            continue
+        entries.append((len(match["indent"]), path, match["message"].strip()))
+    leaves = [
+        f"{path}: {message}"
+        for index, (indent, path, message) in enumerate(entries)
+        if index + 1 == len(entries) or entries[index + 1][0] <= indent
+    ]
+    return sorted(leaves, key=lambda problem: problem.split(": ", 1)[0])
 
 
 def headline(stderr: str) -> str:
@@ -165,10 +202,19 @@ def from_helm_failure(
     message = line.removeprefix("Error:").strip() or f"helm failed with exit code {returncode}"
     lowered = line.lower()
     if _SCHEMA in lowered:
-        problems = sorted(
-            _schema_problem(text) for text in stderr.splitlines() if _SCHEMA_LINE.match(text)
-        )
+        problems = schema_problems(stderr)
         return InvalidValuesError(problems or [message], source="values (rejected by helm)")
+    reason = re.sub(_VERB_FAILED, "", message)
+    if match := re.match(_VALUES_FILE, reason):
+        problem = (
+            f"{match['path']}: {match['reason']}"
+            if match["path"]
+            else f"{match['file']}: not a YAML map of values: {match['error']}"
+        )
+        return InvalidValuesError([problem], source="values file")
+    if match := re.match(_SET_SYNTAX, reason):
+        detail = match["detail"] or "cannot be parsed"
+        return InvalidValuesError([f"{match['flag']}: {detail}"], source=match["flag"])
     if "execution error at" in lowered:
         # The chart's own checks (`fail`, `required`) rejected the values while rendering,
         # before anything reached the cluster. The reasons follow the headline.
@@ -181,12 +227,12 @@ def from_helm_failure(
     kind: type[HelmError] = HelmError
     if re.search(r"cannot re-?use a name that is still in use", lowered):
         kind = ReleaseExistsError
-    elif _RELEASE_NOT_FOUND.search(lowered) or lowered.endswith("release: not found"):
+    elif re.search(_RELEASE_NOT_FOUND, lowered) or lowered.endswith("release: not found"):
         kind = ReleaseNotFoundError
-    elif _UNREACHABLE.search(lowered):
+    elif re.search(_UNREACHABLE, lowered):
         kind = ClusterUnreachableError
-    elif _TIMEOUT.search(lowered):
+    elif re.search(_TIMEOUT, lowered):
         kind = WaitTimeoutError
-    elif _CHART_NOT_FOUND.search(lowered):
+    elif re.search(_CHART_NOT_FOUND, lowered):
         kind = ChartNotFoundError
     return kind(message, returncode=returncode, stderr=stderr, command=command)

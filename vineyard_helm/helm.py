@@ -1,34 +1,74 @@
-"""The helm binary: finding it, its major version, and running it through pyhelm3.
+"""The helm binary: finding it, its major version, and running it.
 
-Every helm invocation goes through :meth:`Helm.run`, which uses pyhelm3's ``Command.run``
-(subprocess handling, termination of helm on cancellation) and turns any failure into our own
-exception hierarchy. pyhelm3 is imported lazily: it pulls in pydantic, which would make
-``import vineyard_helm`` slow.
+Every helm invocation goes through :meth:`Helm.run`: ``asyncio.create_subprocess_exec``, stdout
+returned, helm terminated when the awaiting task is cancelled, and a failure turned into our
+own exception hierarchy by :func:`~vineyard_helm.errors.from_helm_failure`.
+
+Why not pyhelm3
+---------------
+The design named pyhelm3 (0.5.8) as the way to drive helm. Each of its calls was weighed against
+what vineyard_helm has to do; none fits, so the package no longer depends on it:
+
+- ``Command.template`` (for ``render``/``validate``): takes one values dict, sent on stdin; it
+  cannot pass values files, ``--set``/``--set-string``/``--set-json``, ``--skip-tests``,
+  ``--plain-http`` or ``--skip-schema-validation``, so helm could not be the one to merge and
+  parse values. It parses helm's output with a pure-Python YAML loader: 19 ms for the default
+  manifest against 2 ms with libyaml's C loader used here, which alone exceeds the 5% a
+  ``render()`` may add to ``helm template`` (54 ms).
+- ``Command.install_or_upgrade`` / ``Client.install_or_upgrade_release`` (``install``,
+  ``upgrade``): always ``helm upgrade --install``, so ``install`` could not refuse a name in use
+  (ReleaseExistsError); values again one dict on stdin (``Client`` deep-merges several by
+  concatenating lists, unlike helm); no ``--set`` family, no ``--plain-http``;
+  ``disable_validation=True`` passes the flag split into characters.
+- ``Command.uninstall`` / ``Client.uninstall_release``: no ``--cascade foreground``, without which
+  ``--wait`` returns while the vineyardd and etcd pods are still terminating.
+- ``Command.status``: no ``--show-resources``, without which Helm 3 reports no live objects
+  (``status()`` reads every pod's readiness from them).
+- ``Client()`` / ``Command.client_version`` (the Helm 3/4 flag differences): runs ``helm
+  version`` through a shell in the constructor, raises a bare AssertionError for a missing
+  binary and ValueError for a development build's version. :meth:`Helm.version` asks
+  ``helm version --template`` once per :class:`Helm`.
+- ``Command.run``, the subprocess core of all of the above: a ``/bin/sh -c`` around every helm
+  run, stdin inherited when there is no input, and importing it imports the whole package with
+  its pydantic models: 120 to 160 ms measured here, more than the whole budget of a cold
+  ``vineyard-helm render`` (2 x ``helm template``, about 110 ms). :meth:`Helm.run` does the same
+  job (exec, capture, terminate on cancellation) in twenty lines with no import cost.
+- ``pyhelm3.errors``: chosen by substrings anywhere in stderr; a schema refusal and an
+  unreachable cluster are both the base ``Error``, and there is no class for a name in use, a
+  timed-out wait or a missing chart directory. errors.from_helm_failure reads helm's headline.
+- Its handling of OCI output (``Pulled:``/``Digest:`` lines before the JSON of ``install -o
+  json``) is one ``find`` in api._parse_json_output.
 """
 
 from __future__ import annotations
 
 import os
-import re
+import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from contextvars import ContextVar
 
-from .errors import HelmNotFoundError, from_helm_failure
+from .errors import HelmNotFoundError, VineyardHelmError, from_helm_failure
 
+# Only what a cold `vineyard-helm render` needs is imported up front (no pathlib, dataclasses,
+# typing or logging): it must stay within twice a bare `helm template`.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import pyhelm3
+    from typing import Any
+
+#: When set (api's blocking twins of render and validate), :meth:`Helm.run` runs helm with
+#: subprocess in the calling thread: no event loop, and no asyncio import (a fifth of a cold
+#: `vineyard-helm render`).
+BLOCKING: ContextVar[bool] = ContextVar("vineyard_helm.helm.BLOCKING", default=False)
 
 #: Environment variable naming the helm binary (used when ``helm=`` is not given).
 HELM_ENV_VAR = "VINEYARD_HELM_BINARY"
+#: Logger of every helm command run (INFO) and failed (the CLI's ``-v`` shows it).
+LOGGER = "vineyard_helm.helm"
 
 
 def resolve_helm(helm: str | os.PathLike[str] | None = None) -> str:
     """Absolute path of the helm binary: ``helm`` argument, then $VINEYARD_HELM_BINARY, then
     ``helm`` on PATH. A bare name is looked up on PATH; a path must be an executable file."""
-    import shutil  # lazily: shutil imports the compression modules
-
     if helm is not None:
         candidate, origin = os.fspath(helm), "helm="
     elif os.environ.get(HELM_ENV_VAR):
@@ -36,12 +76,14 @@ def resolve_helm(helm: str | os.PathLike[str] | None = None) -> str:
     else:
         candidate, origin = "helm", "PATH"
     if os.sep in candidate or (os.altsep and os.altsep in candidate):
-        path = Path(candidate).expanduser()
-        if path.is_file() and os.access(path, os.X_OK):
-            return str(path.resolve())
+        path = os.path.expanduser(candidate)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return os.path.realpath(path)
         raise HelmNotFoundError(
             f"helm binary {candidate!r} (from {origin}) is not an executable file"
         )
+    import shutil  # only for a bare name: shutil imports the compression modules
+
     found = shutil.which(candidate)
     if found is None:
         where = "on PATH" if origin == "PATH" else f"on PATH (named by {origin})"
@@ -49,21 +91,58 @@ def resolve_helm(helm: str | os.PathLike[str] | None = None) -> str:
     return found
 
 
-@dataclass(frozen=True, order=True)
-class HelmVersion:
-    major: int
-    minor: int
-    patch: int
+class HelmVersion(tuple[int, int, int]):
+    """(major, minor, patch), ordered like a tuple."""
+
+    __slots__ = ()
+
+    def __new__(cls, major: int, minor: int, patch: int) -> HelmVersion:
+        return super().__new__(cls, (major, minor, patch))
+
+    @property
+    def major(self) -> int:
+        return self[0]
 
     @classmethod
     def parse(cls, text: str) -> HelmVersion:
+        import re
+
         match = re.search(r"v?(\d+)\.(\d+)(?:\.(\d+))?", text)
         if match is None:
             raise ValueError(f"not a helm version: {text!r}")
         return cls(int(match.group(1)), int(match.group(2)), int(match.group(3) or 0))
 
     def __str__(self) -> str:
-        return f"{self.major}.{self.minor}.{self.patch}"
+        return ".".join(map(str, self))
+
+
+def load_manifest(text: str) -> list[dict[str, Any]]:
+    """The objects of helm's multi-document YAML output (libyaml's C loader when present: it is
+    several times faster than the pure-Python one)."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return [doc for doc in yaml.load_all(text, Loader=loader) if isinstance(doc, dict)]
+
+
+class _Shell:
+    """A command line, quoted for a shell only if a log record is actually formatted."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+
+    def __str__(self) -> str:
+        import shlex
+
+        return shlex.join(self.argv)
+
+
+def _log(message: str, *args: object) -> None:
+    """INFO on the vineyard_helm.helm logger. When nothing has imported logging, no handler
+    can exist, so the record would go nowhere: skip importing it (the CLI's -v imports it)."""
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        logging.getLogger(LOGGER).info(message, *args)
 
 
 class Helm:
@@ -82,83 +161,95 @@ class Helm:
         self.executable = resolve_helm(helm)
         self.kubeconfig = os.fspath(kubeconfig) if kubeconfig is not None else None
         self.context = context
-        self._command: pyhelm3.Command | None = None
         self._version: HelmVersion | None = None
 
-    def _pyhelm3_command(self) -> pyhelm3.Command:
-        if self._command is None:
-            import logging
-
-            import pyhelm3
-
-            # pyhelm3 logs each failed command as a warning before we raise our own error;
-            # without a handler Python would print it to stderr as well. Applications that
-            # configure logging still receive the records (they propagate to the root).
-            pyhelm3_logger = logging.getLogger("pyhelm3")
-            if not pyhelm3_logger.handlers:
-                pyhelm3_logger.addHandler(logging.NullHandler())
-
-            self._command = pyhelm3.Command(
-                executable=self.executable,
-                kubeconfig=Path(self.kubeconfig) if self.kubeconfig else None,
-                kubecontext=self.context,
-            )
-        return self._command
-
-    def _client_version(self) -> HelmVersion:
-        import subprocess
-
-        import pyhelm3
-
-        try:
-            # pyhelm3.Client runs `helm version` synchronously and asserts the binary exists.
-            client = pyhelm3.Client(command=self._pyhelm3_command(), executable=self.executable)
-            return HelmVersion(client.version.major, client.version.minor, client.version.patch)
-        except AssertionError:
-            raise HelmNotFoundError(f"helm binary {self.executable!r} not found") from None
-        except (subprocess.CalledProcessError, OSError) as error:
-            raise HelmNotFoundError(
-                f"{self.executable!r} does not answer `helm version` ({error})"
-            ) from None
-        except ValueError:
-            # A version semver cannot parse (e.g. a development build): read it ourselves.
-            completed = subprocess.run(
-                [self.executable, "version", "--template", "{{ .Version }}"],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            try:
-                return HelmVersion.parse(completed.stdout)
-            except ValueError:
-                raise HelmNotFoundError(
-                    f"{self.executable!r} reports an unreadable version {completed.stdout!r}"
-                ) from None
-
-    async def version(self) -> HelmVersion:
-        import asyncio
-
-        if self._version is None:
-            self._version = await asyncio.to_thread(self._client_version)
-        return self._version
+    def command(self, args: Sequence[Any]) -> list[str]:
+        """The full command line of ``helm <args>``, cluster flags included."""
+        argv = [self.executable, *map(str, args)]
+        if self.kubeconfig:
+            argv += ["--kubeconfig", self.kubeconfig]
+        if self.context:
+            argv += ["--kube-context", self.context]
+        return argv
 
     async def run(self, args: Sequence[Any], input: bytes | None = None) -> bytes:
-        """Run ``helm <args>`` (plus --kubeconfig/--kube-context) and return stdout.
+        """Run ``helm <args>`` (plus --kubeconfig/--kube-context) and return stdout; ``input``
+        goes to helm's stdin. Raises the matching :class:`VineyardHelmError` subclass when helm
+        fails. Cancelling the awaiting task terminates helm and waits for it to exit.
 
-        Raises the matching :class:`VineyardHelmError` subclass when helm fails."""
-        import pyhelm3
+        Under :data:`BLOCKING` helm runs in the calling thread and this coroutine completes
+        without ever suspending (api's blocking twins of the offline verbs drive it so)."""
+        argv = self.command(args)
+        _log("running command: %s", _Shell(argv))
+        if BLOCKING.get():
+            returncode, stdout, stderr = self._run_blocking(argv, input)
+        else:
+            returncode, stdout, stderr = await self._run_async(argv, input)
+        if returncode != 0:
+            _log("command failed (exit %s): %s", returncode, _Shell(argv))
+            raise from_helm_failure(returncode, stderr.decode(errors="replace"), argv)
+        return stdout
 
-        command = self._pyhelm3_command()
+    def _run_blocking(self, argv: list[str], input: bytes | None) -> tuple[int, bytes, bytes]:
+        import subprocess
+
         try:
-            stdout: bytes = await command.run([str(arg) for arg in args], input)
-            return stdout
-        except pyhelm3.errors.Error as error:
-            stderr = error.stderr.decode(errors="replace")
-            raise from_helm_failure(
-                error.returncode, stderr, [self.executable, *map(str, args)]
-            ) from None
+            # helm never reads the caller's terminal: /dev/null when there is no input.
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
         except OSError as error:
             raise HelmNotFoundError(f"cannot run {self.executable!r}: {error}") from None
+        with process:
+            try:
+                stdout, stderr = process.communicate(input)
+            except BaseException:  # Ctrl-C: helm is stopped too, as subprocess.run does
+                process.kill()
+                raise
+        return process.returncode, stdout, stderr
+
+    async def _run_async(self, argv: list[str], input: bytes | None) -> tuple[int, bytes, bytes]:
+        import asyncio
+        import contextlib
+
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as error:
+            raise HelmNotFoundError(f"cannot run {self.executable!r}: {error}") from None
+        try:
+            stdout, stderr = await process.communicate(input)
+        except asyncio.CancelledError:
+            # helm is told to stop and given the time to do so (it may be mid-install).
+            with contextlib.suppress(ProcessLookupError):  # helm may have exited meanwhile
+                process.terminate()
+                await process.communicate()
+            raise
+        return process.returncode or 0, stdout, stderr
+
+    async def version(self) -> HelmVersion:
+        """helm's version (asked once)."""
+        if self._version is None:
+            try:
+                text = (await self.run(["version", "--template", "{{ .Version }}"])).decode()
+            except VineyardHelmError as error:
+                raise HelmNotFoundError(
+                    f"{self.executable!r} does not answer `helm version` ({error})"
+                ) from None
+            try:
+                self._version = HelmVersion.parse(text)
+            except ValueError:
+                raise HelmNotFoundError(
+                    f"{self.executable!r} reports an unreadable version {text!r}"
+                ) from None
+        return self._version
 
     # Flags that differ between Helm 3 and Helm 4 --------------------------------------------
 

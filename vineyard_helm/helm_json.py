@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .helm import load_manifest
 from .records import (
     PodStatus,
     Release,
@@ -21,14 +22,6 @@ from .records import (
 )
 
 _Object = Mapping[str, Any]
-
-
-def load_manifest(text: str) -> list[dict[str, Any]]:
-    """Parse a multi-document YAML manifest (C loader when available: it is much faster)."""
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return [doc for doc in yaml.load_all(text, Loader=loader) if isinstance(doc, dict)]
 
 
 def release_from_json(
@@ -197,65 +190,30 @@ def service_status(service: _Object, pods: Iterable[_Object]) -> ServiceStatus:
     )
 
 
-def _socket_argument(container: _Object) -> str:
-    words = [str(w) for w in (container.get("command") or []) + (container.get("args") or [])]
-    for index, word in enumerate(words):
-        for flag in ("--socket=", "-socket="):
-            if word.startswith(flag):
-                return word[len(flag) :]
-        if word in ("--socket", "-socket") and index + 1 < len(words):
-            return words[index + 1]
-    for env in container.get("env") or []:
-        if env.get("name") == "VINEYARD_IPC_SOCKET" and env.get("value"):
-            return str(env["value"])
-    return ""
+#: The annotations the chart publishes on its DaemonSet (templates/_published.tpl).
+SOCKET_ANNOTATION = "vineyard.v6d.io/socket-"
 
 
 def socket_location(daemonset: _Object) -> SocketLocation | None:
-    """Where the socket is, read from the DaemonSet's pod template: the vineyardd container's
-    ``--socket`` and the volume mounted over its directory."""
-    pod_spec = (((daemonset.get("spec") or {}).get("template") or {}).get("spec")) or {}
-    containers = pod_spec.get("containers") or []
-    container = next((c for c in containers if c.get("name") == "vineyardd"), None)
-    container = container or (containers[0] if containers else None)
-    if container is None:
+    """Where the socket is, as the chart publishes it in the DaemonSet's
+    ``vineyard.v6d.io/socket-*`` annotations; None for a release of a chart version that
+    publishes nothing (0.1.0)."""
+    annotations = (daemonset.get("metadata") or {}).get("annotations") or {}
+    published = {
+        key.removeprefix(SOCKET_ANNOTATION): str(value)
+        for key, value in annotations.items()
+        if key.startswith(SOCKET_ANNOTATION)
+    }
+    if "volume-type" not in published:
         return None
-    socket = _socket_argument(container)
-    if not socket:
-        return None
-    mounts = sorted(
-        container.get("volumeMounts") or [],
-        key=lambda m: len(str(m.get("mountPath", ""))),
-        reverse=True,
+    return SocketLocation(
+        volume_type=published["volume-type"],
+        path_in_container=published.get("path", ""),
+        host_path=published.get("host-path", ""),
+        claim=published.get("claim", ""),
+        path_in_volume=published.get("path-in-volume", ""),
+        mount_path=published.get("mount-path", ""),
     )
-    mount = next(
-        (
-            m
-            for m in mounts
-            if socket == m.get("mountPath")
-            or socket.startswith(str(m.get("mountPath", "")).rstrip("/") + "/")
-        ),
-        None,
-    )
-    if mount is None:
-        return SocketLocation(volume_type="unknown", path_in_container=socket)
-    volume: Mapping[str, Any] = next(
-        (v for v in pod_spec.get("volumes") or [] if v.get("name") == mount.get("name")), {}
-    )
-    relative = socket[len(str(mount["mountPath"]).rstrip("/")) :].lstrip("/")
-    sub_path = str(mount.get("subPath") or "")
-    in_volume = f"{sub_path}/{relative}" if sub_path else relative
-    if "hostPath" in volume:
-        host = str(volume["hostPath"].get("path", "")).rstrip("/")
-        directory = f"{host}/{in_volume}".rsplit("/", 1)[0]
-        return SocketLocation("hostPath", socket, host_path=directory, path_in_volume=in_volume)
-    if "persistentVolumeClaim" in volume:
-        claim = str(volume["persistentVolumeClaim"].get("claimName", ""))
-        return SocketLocation(
-            "persistentVolumeClaim", socket, claim=claim, path_in_volume=in_volume
-        )
-    kind = "emptyDir" if "emptyDir" in volume else "unknown"
-    return SocketLocation(kind, socket, path_in_volume=in_volume)
 
 
 def status_from_json(

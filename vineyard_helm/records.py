@@ -95,21 +95,25 @@ class ServiceStatus:
 
 @dataclass(frozen=True)
 class SocketLocation:
-    """Where workload pods find the vineyardd UNIX socket."""
+    """Where workload pods find the vineyardd UNIX socket, as the chart publishes it (the
+    DaemonSet's ``vineyard.v6d.io/socket-*`` annotations). In persistentVolumeClaim mode each
+    node has its own socket: the paths contain the placeholder ``<node>``."""
 
-    volume_type: str  # hostPath | persistentVolumeClaim | emptyDir | unknown
-    path_in_container: str  # the socket file inside the vineyardd container
+    volume_type: str  # hostPath | persistentVolumeClaim | emptyDir
+    path_in_container: str  # the socket file inside vineyardd and the bundled sidecars
     host_path: str = ""  # directory on each node, for hostPath
     claim: str = ""  # PersistentVolumeClaim name, for persistentVolumeClaim
     path_in_volume: str = ""  # the socket file relative to the volume's root
+    mount_path: str = ""  # where the socket volume is mounted in vineyardd and the sidecars
 
     def describe(self) -> str:
-        where = self.path_in_volume.replace("$(MY_NODE_NAME)", "<node>")
         if self.volume_type == "hostPath":
-            name = self.path_in_container.rsplit("/", 1)[-1]
-            return f"{self.host_path.rstrip('/')}/{name} on every node (hostPath)"
+            return f"{self.host_path.rstrip('/')}/{self.path_in_volume} on every node (hostPath)"
         if self.volume_type == "persistentVolumeClaim":
-            return f"{where} in PersistentVolumeClaim {self.claim} (mount the claim in your pods)"
+            return (
+                f"{self.path_in_volume} in PersistentVolumeClaim {self.claim} "
+                "(mount the claim in your pods)"
+            )
         if self.volume_type == "emptyDir":
             return f"{self.path_in_container} in an emptyDir, for sidecars of the vineyardd pods"
         return f"{self.path_in_container} ({self.volume_type})"

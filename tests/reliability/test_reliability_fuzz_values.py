@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -21,7 +22,6 @@ from fuzz_values_gen import Case, invalid_cases, valid_candidates
 import vineyard_helm
 from chart_render import BIN, CHART, HelmFailed, helm_binary, render
 from localcluster import Cluster
-from vineyard_helm.values import coalesce_with_defaults, schema_problems
 
 IN_PROCESS = 2000
 CLI = 200
@@ -44,6 +44,20 @@ def names_key(text: str, case: Case) -> bool:
         if name in text or pointer in text:
             return True
     return False
+
+
+def coalesce(defaults: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+    """The values the schema sees (helm's coalescing): user values over the chart's defaults,
+    maps merged, anything else replaced, a null deleting the key."""
+    out = dict(defaults)
+    for key, value in user.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict):
+            out[key] = coalesce(out[key] if isinstance(out.get(key), dict) else {}, value)
+        else:
+            out[key] = value
+    return out
 
 
 def summary(cases: list[Case]) -> str:
@@ -79,8 +93,11 @@ def _cli(path: Path) -> subprocess.CompletedProcess[str]:
                           env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
 
 
+# helm reads the values files (vineyard_helm passes them on unchanged), so what it cannot read is
+# what counts: Go's YAML ignores an unknown tag such as !!python/object (`vineyard: {}` to helm,
+# a valid file), but not an alias that names nothing.
 UNREADABLE = ["vineyard: [unclosed", "- a\n- list\n", "just a string", "vineyard:\n\tsize: 1",
-              "vineyard: {size: [1", "vineyard: !!python/object:os.system {}", "\x00\x01", "42"]
+              "vineyard: {size: [1", "vineyard: *nothing", "\x00\x01", "42"]
 
 
 def test_invalid_values_files_are_refused_by_the_cli_with_exit_3(tmp_path, record) -> None:
@@ -164,12 +181,12 @@ def test_invalid_values_never_touch_the_cluster_or_a_running_release(
 
 
 def test_valid_mutations_pass_the_schema_and_render_valid_kubernetes_objects(record) -> None:
-    schema = json.loads((CHART / "values.schema.json").read_text())
+    schema = jsonschema.Draft7Validator(json.loads((CHART / "values.schema.json").read_text()))
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
     candidates = valid_candidates(seed=12, count=VALID_SCHEMA)
     schema_valid: list[tuple[str, dict[str, Any]]] = []
     for scenario, doc in candidates:
-        if not schema_problems(coalesce_with_defaults(defaults, doc), schema):
+        if schema.is_valid(coalesce(defaults, doc)):
             schema_valid.append((scenario, doc))
     assert len(schema_valid) >= VALID_SCHEMA // 2, "the generator mostly breaks the if/then rules"
     rendered = refused_by_rule = objects = 0

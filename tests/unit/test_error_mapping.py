@@ -59,6 +59,70 @@ def test_schema_errors_from_helm_list_every_problem_with_a_dotted_path() -> None
         assert [p.split(":")[0] for p in error.problems] == ["socket.volume.type", "vineyard.size"]
 
 
+def test_nested_schema_problems_are_reported_as_their_innermost_paths() -> None:
+    """Helm 3.18+ and 4 nest problems under "validation failed" and "'allOf' failed" lines,
+    which only say that their children failed."""
+    for major in ("helm3", "helm4"):
+        stderr = (
+            HERE / f"helm_stderr/{major}/InvalidValuesError__schema_nested.stderr"
+        ).read_text()
+        error = from_helm_failure(1, stderr)
+        assert isinstance(error, errors.InvalidValuesError)
+        assert error.problems == (
+            "etcd.external.endpoints: minItems: got 0, want 1",
+            "socket.volume.type: value must be one of 'hostPath', 'persistentVolumeClaim', "
+            "'emptyDir'",
+            "vineyard.metaTimeout: got string, want integer",
+            "vineyard.size: got number, want null or string",
+        )
+
+
+def test_schema_problems_of_helm_before_3_18_keep_their_dotted_paths() -> None:
+    """Helm 3.17 and older (gojsonschema) print "- <field>: <description>". No such binary is
+    built here, so this one stderr is written out from helm 3.17's pkg/chartutil/jsonschema.go
+    and gojsonschema's ResultError.String()."""
+    stderr = (
+        "Error: values don't meet the specifications of the schema(s) in the following "
+        "chart(s):\nvineyard:\n"
+        "- vineyard.size: Invalid type. Expected: string, given: integer\n"
+        "- (root): Additional property vinyard is not allowed\n"
+    )
+    error = from_helm_failure(1, stderr)
+    assert isinstance(error, errors.InvalidValuesError)
+    assert error.problems == (
+        "(root): Additional property vinyard is not allowed",
+        "vineyard.size: Invalid type. Expected: string, given: integer",
+    )
+
+
+def test_values_files_and_set_expressions_helm_cannot_read_are_named() -> None:
+    for major in ("helm3", "helm4"):
+        recorded = HERE / "helm_stderr" / major
+        missing = from_helm_failure(
+            1, (recorded / "InvalidValuesError__values_file_missing.stderr").read_text()
+        )
+        assert isinstance(missing, errors.InvalidValuesError)
+        (problem,) = missing.problems
+        assert problem.endswith("/missing-values.yaml: no such file or directory")
+        unparsable = from_helm_failure(
+            1, (recorded / "InvalidValuesError__values_file_unparsable.stderr").read_text()
+        )
+        assert isinstance(unparsable, errors.InvalidValuesError)
+        assert "/unparsable-values.yaml: not a YAML map of values: " in unparsable.problems[0]
+        set_syntax = from_helm_failure(
+            1, (recorded / "InvalidValuesError__set_syntax.stderr").read_text()
+        )
+        assert isinstance(set_syntax, errors.InvalidValuesError)
+        assert set_syntax.problems == ('--set: key "size" has no value',)
+
+
+def test_install_and_upgrade_prefixes_do_not_hide_a_values_problem() -> None:
+    for verb in ("INSTALLATION", "UPGRADE"):
+        error = from_helm_failure(1, f"Error: {verb} FAILED: open x.yaml: permission denied\n")
+        assert isinstance(error, errors.InvalidValuesError)
+        assert error.problems == ("x.yaml: permission denied",)
+
+
 def test_every_error_is_a_vineyard_helm_error() -> None:
     for name in vineyard_helm.__all__:
         value = getattr(vineyard_helm, name)

@@ -62,17 +62,35 @@ def test_a_binary_that_is_not_helm_is_reported(tmp_path: Path) -> None:
         asyncio.run(Helm(helm=fake).version())
 
 
-def test_pyhelm3s_bare_assertion_error_becomes_helm_not_found(
-    monkeypatch: pytest.MonkeyPatch, helm4: str
-) -> None:
-    import pyhelm3
+def test_cancelling_the_caller_terminates_helm(tmp_path: Path) -> None:
+    """A cancelled install (Ctrl-C in a notebook, a timeout around it) does not leave helm
+    running: it is terminated and waited for."""
+    pid_file = tmp_path / "pid"
+    fake = tmp_path / "helm"
+    fake.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 60\n")
+    fake.chmod(0o755)
 
-    def missing(self: object, executable: str) -> None:
-        raise AssertionError  # what pyhelm3.Client raises for a missing binary
+    async def cancelled() -> None:
+        task = asyncio.ensure_future(Helm(helm=fake).run(["install"]))
+        while not pid_file.exists() or not pid_file.read_text().strip():
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
 
-    monkeypatch.setattr(pyhelm3.Client, "check_executable_exists", missing, raising=False)
-    with pytest.raises(HelmNotFoundError):
-        asyncio.run(Helm(helm=helm4).version())
+    asyncio.run(asyncio.wait_for(cancelled(), timeout=30))
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_helm_gets_no_terminal_stdin(tmp_path: Path) -> None:
+    """Without values on stdin helm reads /dev/null, never the caller's terminal."""
+    fake = tmp_path / "helm"
+    fake.write_text("#!/bin/sh\ncat\necho done\n")
+    fake.chmod(0o755)
+    assert asyncio.run(Helm(helm=fake).run(["template"])) == b"done\n"
+    assert asyncio.run(Helm(helm=fake).run(["template"], b"a: 1\n")) == b"a: 1\ndone\n"
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import pytest
 
 from helmbin import CHART, REPO
 
-HEAVY = ("pyhelm3", "pydantic", "jsonschema", "yaml", "asyncio")
+HEAVY = ("pyhelm3", "pydantic", "jsonschema", "yaml", "asyncio", "dataclasses", "pathlib")
 
 
 @pytest.fixture(scope="module")
@@ -107,12 +107,37 @@ def test_installed_wheel_renders_without_a_checkout(
     assert version == chart_version()
 
 
+def _modules_after(code: str) -> set[str]:
+    code += "\nimport sys; print(' '.join(sorted(m for m in sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return set(result.stdout.split())
+
+
 def test_import_is_light() -> None:
-    """`import vineyard_helm` loads none of pyhelm3/pydantic/jsonschema/yaml/asyncio."""
-    code = "import sys, vineyard_helm; print(' '.join(sorted(m for m in sys.modules)))"
-    loaded = set(
-        subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True
-        ).stdout.split()
-    )
+    """`import vineyard_helm` loads no submodule and nothing heavy: names load on first use."""
+    loaded = _modules_after("import vineyard_helm")
     assert not {m for m in loaded if m.split(".")[0] in HEAVY}
+    assert {m for m in loaded if m.startswith("vineyard_helm")} == {"vineyard_helm"}
+
+
+def test_cli_version_and_help_load_nothing_heavy() -> None:
+    for argv in (["--version"], ["--help"], ["render", "--help"]):
+        loaded = _modules_after(
+            "import contextlib, io\nfrom vineyard_helm import cli\n"
+            f"with contextlib.redirect_stdout(io.StringIO()): cli.main({argv!r})"
+        )
+        assert "vineyard_helm.cli" in loaded
+        assert not {m for m in loaded if m.split(".")[0] in HEAVY}, argv
+
+
+def test_the_wheel_depends_on_pyyaml_alone(wheel: Path) -> None:
+    """helm interprets values and runs the schema; no pyhelm3 (see vineyard_helm/helm.py) and
+    no jsonschema."""
+    archive = zipfile.ZipFile(wheel)
+    metadata = archive.read(next(n for n in archive.namelist() if n.endswith("METADATA")))
+    requires = [
+        line.split(":", 1)[1].strip()
+        for line in metadata.decode().splitlines()
+        if line.startswith("Requires-Dist:") and "extra ==" not in line
+    ]
+    assert [r.lower() for r in requires] == ["pyyaml>=6.0"]

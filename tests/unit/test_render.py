@@ -119,3 +119,20 @@ def test_skip_tests_leaves_out_only_the_test_hooks(helm: str) -> None:
     without_tests = vineyard_helm.render(skip_tests=True, helm=helm)
     assert any(is_test(m) for m in everything)
     assert without_tests == [m for m in everything if not is_test(m)]
+
+
+def test_the_offline_verbs_need_no_event_loop(helm: str) -> None:
+    """render() and validate() run helm in the calling thread and never start asyncio (a fifth
+    of a cold `vineyard-helm render`); the async twins give the same results."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, vineyard_helm\n"
+        f"manifests = vineyard_helm.render(helm={helm!r})\n"
+        f"vineyard_helm.validate({{'vineyard': {{'size': '64Mi'}}}}, helm={helm!r})\n"
+        "print(len(manifests), 'asyncio' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.split() == [str(len(vineyard_helm.render(helm=helm))), "False"]
+    assert asyncio.run(vineyard_helm.validate_async(helm=helm)) is None

@@ -1,4 +1,5 @@
-"""Upstream's start_vineyardd(): every argument reaches the manifest rendered by real helm."""
+"""Upstream's start_vineyardd(): every argument reaches the manifest rendered by real helm, as
+a plain table of chart values; the chart decides the rest (socket directory, memory)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,14 @@ from vineyard_helm.deploy import kubernetes as upstream
 from vineyard_helm.deploy.kubernetes import (
     delete_kubernetes_objects,
     image_values,
-    pull_secret_values,
-    socket_values,
+    pull_secret_names,
     start_vineyardd,
 )
+from vineyard_helm.helm_json import socket_location
 
 
 class Captured:
-    values: dict[str, Any]
+    values: list[dict[str, Any]]
     options: dict[str, Any]
 
 
@@ -29,7 +30,7 @@ def captured_install(monkeypatch: pytest.MonkeyPatch) -> Captured:
     """Replace only the final install() call: keep what start_vineyardd would install."""
     captured = Captured()
 
-    def fake_install(values: dict[str, Any], **options: Any) -> Release:
+    def fake_install(values: list[dict[str, Any]], **options: Any) -> Release:
         captured.values, captured.options = values, options
         resource = Resource(
             "DaemonSet", options["release"], options["namespace"], options["release"]
@@ -138,12 +139,15 @@ def test_release_and_install_options_are_not_chart_values(captured_install: Capt
         "timeout": "30s",
         "helm": "/usr/bin/helm",
     }
-    assert not {"release", "wait", "timeout", "helm"} & set(captured_install.values)
+    assert not {"release", "wait", "timeout", "helm"} & {
+        key for layer in captured_install.values for key in layer
+    }
 
 
 @pytest.mark.parametrize(
     ("socket", "directory", "name"),
     [
+        # A system directory is never mounted whole: the chart picks one of its own inside it.
         ("/var/run/vineyard.sock", "/var/run/vineyard/ns/rel", "vineyard.sock"),
         ("/run/v.sock", "/run/vineyard/ns/rel", "v.sock"),
         ("/tmp/v.sock", "/tmp/vineyard/ns/rel", "v.sock"),
@@ -153,22 +157,36 @@ def test_release_and_install_options_are_not_chart_values(captured_install: Capt
         ("/data//v6d/./x.sock", "/data/v6d", "x.sock"),
     ],
 )
-def test_socket_maps_to_a_host_directory_and_file_name(
-    socket: str, directory: str, name: str
+def test_socket_becomes_a_host_directory_and_file_name(
+    socket: str, directory: str, name: str, helm: str, captured_install: Captured
 ) -> None:
-    values = socket_values(socket, namespace="ns", release="rel")
-    assert values == {
-        "socket": {
-            "fileName": name,
-            "volume": {"type": "hostPath", "hostPath": {"path": directory}},
-        }
-    }
+    start_vineyardd(namespace="ns", release="rel", socket=socket)
+    objects = rendered(captured_install, helm)
+    daemonset = objects[("DaemonSet", "rel-vineyard")]
+    pod = daemonset["spec"]["template"]["spec"]
+    socket_volume = next(v for v in pod["volumes"] if "hostPath" in v)
+    assert socket_volume["hostPath"]["path"] == directory
+    location = socket_location(daemonset)
+    assert location is not None
+    assert (location.host_path, location.path_in_volume) == (directory, name)
 
 
-@pytest.mark.parametrize("socket", ["", "relative/v.sock", "/var/run/"])
-def test_a_socket_that_is_not_an_absolute_file_path_is_refused(socket: str) -> None:
-    with pytest.raises(InvalidValuesError, match="socket"):
-        socket_values(socket, namespace="ns", release="rel")
+@pytest.mark.parametrize(
+    ("socket", "key"),
+    [
+        ("", "socket.fileName"),
+        ("v.sock", "socket.volume.hostPath.path"),
+        ("relative/v.sock", "socket.volume.hostPath.path"),
+        ("/var/run/", "socket.fileName"),
+    ],
+)
+def test_a_socket_that_is_not_an_absolute_file_path_is_refused_by_the_schema(
+    socket: str, key: str, helm: str, captured_install: Captured
+) -> None:
+    start_vineyardd(socket=socket)
+    with pytest.raises(InvalidValuesError) as caught:
+        rendered(captured_install, helm)
+    assert [p.split(":")[0] for p in caught.value.problems] == [key]
 
 
 @pytest.mark.parametrize(
@@ -185,13 +203,12 @@ def test_a_socket_that_is_not_an_absolute_file_path_is_refused(socket: str) -> N
 def test_image_references_split_into_repository_tag_digest(
     image: str, expected: dict[str, str]
 ) -> None:
-    assert image_values(image) == {"image": expected}
+    assert image_values(image) == expected
 
 
 @pytest.mark.parametrize(
     ("secrets", "names"),
     [
-        (None, None),
         ("a", ["a"]),
         ("a,b", ["a", "b"]),
         (" a , ,b ", ["a", "b"]),
@@ -199,10 +216,9 @@ def test_image_references_split_into_repository_tag_digest(
     ],
 )
 def test_pull_secrets_from_a_list_or_a_comma_separated_string(
-    secrets: Any, names: list[str] | None
+    secrets: Any, names: list[str]
 ) -> None:
-    expected = {} if names is None else {"imagePullSecrets": [{"name": n} for n in names]}
-    assert pull_secret_values(secrets) == expected
+    assert pull_secret_names(secrets) == [{"name": n} for n in names]
 
 
 def api_client(host: str) -> Any:
@@ -264,38 +280,40 @@ def test_an_api_clients_credentials_are_carried_over(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("size", "memory"),
-    [
-        ("512Mi", "768Mi"),
-        ("8Gi", "8448Mi"),
-        ("1G", "1210Mi"),
-        ("1.5Gi", "1792Mi"),
-        ("1048576", "257Mi"),
-    ],
+    [("512Mi", "768Mi"), ("8Gi", "8448Mi"), ("1G", "1210Mi"), ("1048576", "257Mi")],
 )
-def test_the_pod_gets_memory_for_the_shared_memory(size: str, memory: str) -> None:
-    assert upstream.memory_values(size) == {
-        "resources": {"requests": {"memory": memory}, "limits": {"memory": memory}}
-    }
-
-
-def test_a_large_size_installs_where_the_chart_defaults_would_refuse_it(
-    helm: str, captured_install: Captured
+def test_the_pod_gets_memory_for_the_shared_memory(
+    size: str, memory: str, helm: str, captured_install: Captured
 ) -> None:
-    start_vineyardd(size="8Gi")
+    """The chart's vineyard.memoryHeadroom (256Mi) makes request and limit size + 256Mi: a
+    large size installs where the chart's default limit (512Mi) would refuse it."""
+    start_vineyardd(size=size)
+    assert captured_install.values[0]["vineyard"]["memoryHeadroom"] == "256Mi"
     container = vineyardd_container(rendered(captured_install, helm), "vineyard")
-    assert "--size=8Gi" in container["args"]
-    assert container["resources"]["limits"]["memory"] == "8448Mi"
+    assert f"--size={size}" in container["args"]
+    assert container["resources"]["limits"]["memory"] == memory
+    assert container["resources"]["requests"]["memory"] == memory
 
 
 def test_explicit_resources_replace_the_derived_memory(
     helm: str, captured_install: Captured
 ) -> None:
     start_vineyardd(size="1Gi", resources={"limits": {"memory": "4Gi", "cpu": "2"}})
-    assert captured_install.values["resources"] == {"limits": {"memory": "4Gi", "cpu": "2"}}
+    assert "memoryHeadroom" not in captured_install.values[0]["vineyard"]
+    assert captured_install.values[1] == {"resources": {"limits": {"memory": "4Gi", "cpu": "2"}}}
     container = vineyardd_container(rendered(captured_install, helm), "vineyard")
     assert container["resources"]["limits"] == {"memory": "4Gi", "cpu": "2"}
 
 
-def test_a_size_that_is_not_a_quantity_is_left_to_the_schema() -> None:
-    assert upstream.memory_values("lots") == {}
-    assert upstream.memory_values(512) == {}
+@pytest.mark.parametrize(
+    ("size", "message"), [("lots", "does not match pattern"), (512, "got number")]
+)
+def test_a_size_that_is_not_a_quantity_is_left_to_the_schema(
+    size: Any, message: str, helm: str, captured_install: Captured
+) -> None:
+    start_vineyardd(size=size)
+    with pytest.raises(InvalidValuesError) as caught:
+        rendered(captured_install, helm)
+    (problem,) = caught.value.problems
+    assert problem.startswith("vineyard.size: ")
+    assert message in problem

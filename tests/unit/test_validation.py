@@ -1,8 +1,11 @@
-"""Values are checked against values.schema.json before helm runs (every problem has a path),
-then against the chart's own cross-field rules by an offline render (no cluster)."""
+"""validate() is an offline `helm template`: helm checks values.schema.json (every problem with
+its dotted path), the chart's own cross-field rules run, and no cluster is contacted. Values
+reach helm unchanged: files, dicts and --set/--set-string/--set-json, in the order given."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +13,6 @@ import pytest
 
 import vineyard_helm
 from vineyard_helm import InvalidValuesError, validate
-from vineyard_helm.values import format_path, schema_problems
 
 # bad values -> the dotted paths that must be reported (every one of them)
 BAD_VALUES: dict[str, tuple[dict[str, Any], list[str]]] = {
@@ -20,6 +22,7 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], list[str]]] = {
     "meta backend": ({"vineyard": {"meta": "redis"}}, ["vineyard.meta"]),
     "rpc port type": ({"vineyard": {"rpc": {"port": "9600"}}}, ["vineyard.rpc.port"]),
     "pull secret item": ({"imagePullSecrets": [{"name": 5}]}, ["imagePullSecrets[0].name"]),
+    "if/then rule": ({"etcd": {"enabled": False}}, ["etcd.external.endpoints"]),
     "several at once": (
         {"socket": {"volume": {"type": "nfs"}}, "vineyard": {"size": 12, "meta": "redis"}},
         ["socket.volume.type", "vineyard.meta", "vineyard.size"],
@@ -29,41 +32,44 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], list[str]]] = {
 
 @pytest.mark.parametrize(("values", "paths"), BAD_VALUES.values(), ids=list(BAD_VALUES))
 def test_each_problem_is_reported_with_its_dotted_path(
-    values: dict[str, Any], paths: list[str]
+    values: dict[str, Any], paths: list[str], helm: str
 ) -> None:
     with pytest.raises(InvalidValuesError) as caught:
-        validate(values)
+        validate(values, helm=helm)
     reported = [problem.split(": ", 1)[0] for problem in caught.value.problems]
     assert reported == paths
     for problem in caught.value.problems:
         assert problem in str(caught.value)
+    assert "rejected by helm" in str(caught.value)
 
 
-def test_message_names_the_allowed_choices() -> None:
+def test_message_names_the_allowed_choices(helm: str) -> None:
     with pytest.raises(InvalidValuesError) as caught:
-        validate({"socket": {"volume": {"type": "nfs"}}})
+        validate({"socket": {"volume": {"type": "nfs"}}}, helm=helm)
     (problem,) = caught.value.problems
-    assert problem.startswith("socket.volume.type: 'nfs' is not one of [")
-    assert "'hostPath'" in problem
+    assert problem == (
+        "socket.volume.type: value must be one of 'hostPath', 'persistentVolumeClaim', 'emptyDir'"
+    )
 
 
-def test_an_unknown_key_is_a_problem_when_the_schema_is_closed() -> None:
+def test_an_unknown_key_is_a_problem_because_the_schema_is_closed(helm: str) -> None:
     with pytest.raises(InvalidValuesError) as caught:
-        validate({"vineyard": {"sise": "1Gi"}})
-    assert any(p.startswith("vineyard:") and "sise" in p for p in caught.value.problems)
+        validate({"vineyard": {"sise": "1Gi"}}, helm=helm)
+    assert caught.value.problems == ("vineyard: additional properties 'sise' not allowed",)
 
 
-def test_good_values_pass_and_come_back_merged(tmp_path: Path, helm: str) -> None:
+def test_good_values_pass(tmp_path: Path, helm: str) -> None:
     file = tmp_path / "v.yaml"
     file.write_text("vineyard:\n  size: 1Gi\nresources:\n  limits:\n    memory: 2Gi\n")
-    merged = validate(
-        [file, {"vineyard": {"meta": "local"}}], set_values=["etcd.enabled=false"], helm=helm
+    assert (
+        validate(
+            [file, {"vineyard": {"meta": "local"}}],
+            set_values=["etcd.enabled=false"],
+            set_json_values=['vineyard.extraArgs=["--stream_threshold=60"]'],
+            helm=helm,
+        )
+        is None
     )
-    assert merged == {
-        "vineyard": {"size": "1Gi", "meta": "local"},
-        "resources": {"limits": {"memory": "2Gi"}},
-        "etcd": {"enabled": False},
-    }
 
 
 # values the schema accepts but the chart's validateValues refuses -> what each message names
@@ -109,15 +115,9 @@ def test_spill_rates_are_not_checked_while_spilling_is_off(helm: str) -> None:
     validate({"vineyard": {"spill": {"lowerRate": 0.9, "upperRate": 0.5}}}, helm=helm)
 
 
-def test_schema_problems_are_reported_without_running_helm() -> None:
-    """The schema comes first: its problems need no helm (and the render never runs)."""
-    with pytest.raises(InvalidValuesError, match=r"vineyard\.size"):
-        validate({"vineyard": {"size": 12}}, helm="/nonexistent/helm")
-
-
-def test_the_chart_rules_need_helm_and_say_so(tmp_path: Path) -> None:
-    with pytest.raises(vineyard_helm.HelmNotFoundError):
-        validate({"vineyard": {"size": "1Gi"}}, helm=tmp_path / "helm")
+def test_validate_needs_helm_and_says_so(tmp_path: Path) -> None:
+    with pytest.raises(vineyard_helm.HelmNotFoundError, match=r"helm\.sh/docs/intro/install"):
+        validate({"vineyard": {"size": 12}}, helm=tmp_path / "helm")
 
 
 def test_validate_contacts_no_cluster(
@@ -130,14 +130,21 @@ def test_validate_contacts_no_cluster(
         validate({"vineyard": {"size": "1Gi"}}, helm=helm)
 
 
-def test_null_removes_a_default_before_validation_as_helm_does(helm: str) -> None:
+def test_null_removes_a_default_as_helm_does(helm: str) -> None:
     # helm deletes a defaulted key set to null: the schema then sees it absent, not null.
     validate({"vineyard": {"size": None}}, helm=helm)
-    vineyard_helm.render({"vineyard": {"size": None}}, validate=False, helm=helm)
-    with pytest.raises(InvalidValuesError, match="'resources' is a required property"):
+    with pytest.raises(InvalidValuesError) as caught:
         validate({"resources": None}, helm=helm)
-    with pytest.raises(InvalidValuesError, match="resources"):
-        vineyard_helm.render({"resources": None}, validate=False, helm=helm)
+    assert caught.value.problems == ("(root): missing property 'resources'",)
+
+
+def test_skipping_the_schema_still_runs_the_charts_rules(helm: str) -> None:
+    manifests = vineyard_helm.render(
+        {"vineyard": {"rpc": {"port": "9700"}}}, validate=False, helm=helm
+    )
+    assert manifests
+    with pytest.raises(InvalidValuesError, match="rejected by the chart"):
+        vineyard_helm.render({"vineyard": {"size": "1Gi"}}, validate=False, helm=helm)
 
 
 def test_every_ci_scenario_of_the_chart_is_valid(helm: str) -> None:
@@ -145,47 +152,66 @@ def test_every_ci_scenario_of_the_chart_is_valid(helm: str) -> None:
         validate(scenario, helm=helm)
 
 
-def test_format_path_marks_list_indexes() -> None:
-    assert format_path(["a", 0, "b", 12]) == "a[0].b[12]"
-    assert format_path([]) == "(root)"
+@pytest.mark.parametrize(
+    ("flag", "expression"),
+    [("set_values", "vineyard.size"), ("set_string_values", "x"), ("set_json_values", "x={")],
+)
+def test_an_unparsable_set_expression_is_invalid_values(
+    helm: str, flag: str, expression: str
+) -> None:
+    with pytest.raises(InvalidValuesError) as caught:
+        validate(helm=helm, **{flag: [expression]})
+    (problem,) = caught.value.problems
+    option = {"set_values": "--set", "set_string_values": "--set-string"}.get(flag, "--set-json")
+    assert problem.startswith(f"{option}: ")
 
 
-def test_schema_problems_are_sorted_by_path() -> None:
-    schema = {
-        "type": "object",
-        "properties": {"b": {"type": "string"}, "a": {"type": "string"}},
-    }
-    assert schema_problems({"b": 1, "a": 2}, schema) == [
-        "a: 2 is not of type 'string'",
-        "b: 1 is not of type 'string'",
-    ]
+def test_a_values_file_helm_cannot_read_or_parse_is_named(helm: str, tmp_path: Path) -> None:
+    missing = tmp_path / "missing.yaml"
+    with pytest.raises(InvalidValuesError) as caught:
+        validate(missing, helm=helm)
+    assert caught.value.problems == (f"{missing}: no such file or directory",)
+    for text in ("vineyard: [unclosed", "- a list\n", "42"):
+        broken = tmp_path / "broken.yaml"
+        broken.write_text(text)
+        with pytest.raises(InvalidValuesError) as caught:
+            validate(broken, helm=helm)
+        (problem,) = caught.value.problems
+        assert problem.startswith(f"{broken}: not a YAML map of values: "), problem
 
 
-def test_invalid_values_never_reach_helm(tmp_path: Path) -> None:
-    """install/upgrade/render refuse values the schema rejects before running helm: a missing
-    helm binary is not even noticed. (tests/e2e/test_e2e_bad_values.py checks, against a real
-    API server, that nothing is created.)"""
-    bad = {"socket": {"volume": {"type": "nfs"}}}
-    missing = str(tmp_path / "helm")
-    for call in (
-        lambda: vineyard_helm.render(bad, helm=missing),
-        lambda: vineyard_helm.install(bad, helm=missing),
-        lambda: vineyard_helm.upgrade(bad, install=True, helm=missing),
-    ):
-        with pytest.raises(InvalidValuesError):
-            call()
+def test_a_source_that_is_neither_a_mapping_nor_a_path_is_a_type_error(helm4: str) -> None:
+    with pytest.raises(TypeError, match="mapping or a YAML file path"):
+        validate([42], helm=helm4)  # type: ignore[list-item]
 
 
-def test_a_bad_set_expression_is_invalid_values() -> None:
-    with pytest.raises(InvalidValuesError, match="--set"):
-        validate(set_values=["vineyard.size"])
+def test_layers_reach_helm_in_order_and_temporary_files_are_removed(
+    helm: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dict, file, dict: the first dict on stdin, the second as a temporary file, in order."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    file = tmp_path / "middle.yaml"
+    file.write_text("vineyard:\n  size: 100Mi\n  metaTimeout: 30\n")
+    manifests = vineyard_helm.render(
+        [
+            {"vineyard": {"size": "64Mi", "compression": False}},
+            file,
+            {"vineyard": {"size": "80Mi"}},
+        ],
+        set_values=["vineyard.metaTimeout=45"],
+        helm=helm,
+    )
+    daemonset = next(m for m in manifests if m["kind"] == "DaemonSet")
+    args = daemonset["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--size=80Mi" in args
+    assert "--compression=false" in args
+    assert "--meta_timeout=45" in args
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["middle.yaml"]
 
 
 def test_a_packaged_chart_archive_is_validated_with_its_own_schema(
     helm: str, tmp_path: Path
 ) -> None:
-    import subprocess
-
     subprocess.run(
         [helm, "package", str(vineyard_helm.chart_path()), "-d", str(tmp_path)],
         check=True,
@@ -197,3 +223,9 @@ def test_a_packaged_chart_archive_is_validated_with_its_own_schema(
     with pytest.raises(InvalidValuesError, match=r"is below vineyard\.size"):
         validate({"vineyard": {"size": "1Gi"}}, chart=archive, helm=helm)
     validate({"vineyard": {"size": "128Mi"}}, chart=archive, helm=helm)
+
+
+def test_dicts_are_sent_as_json_so_types_are_kept(helm: str) -> None:
+    """A string that looks like a number stays a string (no --set coercion)."""
+    with pytest.raises(InvalidValuesError, match=r"vineyard\.rpc\.port: got string"):
+        validate(json.loads('{"vineyard": {"rpc": {"port": "9600"}}}'), helm=helm)

@@ -12,90 +12,26 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import posixpath
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from ..api import DEFAULT_RELEASE, DEFAULT_TIMEOUT, install, run_sync, uninstall_async
+from ..api import install, run_sync, uninstall_async
+from ..defaults import DEFAULT_RELEASE, DEFAULT_TIMEOUT
 from ..errors import InvalidValuesError, WaitTimeoutError
 from ..kubeconfig import kubeconfig_file
 from ..records import Resource
-from ..values import merge_values
 
 logger = logging.getLogger(__name__)
-
-#: Directories too broad to mount into a pod: a socket path directly inside one of them gets a
-#: dedicated subdirectory instead (see :func:`socket_values`).
-BROAD_DIRECTORIES = frozenset(
-    {
-        "/",
-        "/run",
-        "/var",
-        "/var/run",
-        "/var/lib",
-        "/var/tmp",
-        "/var/log",
-        "/tmp",
-        "/dev",
-        "/dev/shm",
-        "/etc",
-        "/home",
-        "/root",
-        "/usr",
-        "/usr/local",
-        "/usr/lib",
-        "/usr/share",
-        "/opt",
-        "/mnt",
-        "/media",
-        "/srv",
-        "/boot",
-        "/proc",
-        "/sys",
-        "/bin",
-        "/sbin",
-        "/lib",
-        "/lib64",
-        "/run/user",
-        "/run/containerd",
-        "/var/lib/kubelet",
-        "/etc/kubernetes",
-    }
-)
 
 #: Keyword arguments of start_vineyardd that are options, not chart values.
 START_OPTIONS = ("release", "wait", "timeout", "kubeconfig", "context", "helm", "chart", "version")
 #: Upstream's delete_kubernetes_objects passed these to the kubernetes delete calls; uninstalling
 #: a release deletes every object with helm's own propagation, so they are accepted and ignored.
 IGNORED_DELETE_OPTIONS = ("grace_period_seconds", "propagation_policy", "body", "dry_run")
-
-
-def socket_values(socket: str, *, namespace: str, release: str) -> dict[str, Any]:
-    """Chart values for upstream's ``socket`` argument (the socket file's path on each node).
-
-    ``/path/to/dir/name.sock`` becomes a hostPath volume of ``/path/to/dir`` and socket file
-    ``name.sock``. When the directory is a broad system directory (``/var/run``, ``/run``,
-    ``/tmp``, ``/`` ...: see :data:`BROAD_DIRECTORIES`), mounting it would expose the node's
-    other sockets to the pod, so a dedicated ``<dir>/vineyard/<namespace>/<release>``
-    subdirectory is used instead: the default ``/var/run/vineyard.sock`` ends up at
-    ``/var/run/vineyard/<namespace>/<release>/vineyard.sock`` on every node.
-    """
-    if not socket or not posixpath.isabs(socket) or socket.endswith("/"):
-        raise InvalidValuesError(
-            [f"socket: must be an absolute path to a socket file, got {socket!r}"]
-        )
-    normalized = posixpath.normpath(socket)
-    directory, name = posixpath.split(normalized)
-    if directory in BROAD_DIRECTORIES:
-        directory = posixpath.join(directory, "vineyard", namespace, release)
-    return {
-        "socket": {
-            "fileName": name,
-            "volume": {"type": "hostPath", "hostPath": {"path": directory}},
-        }
-    }
+#: The chart's vineyard.memoryHeadroom: memory vineyardd gets beside the shared memory (idle
+#: RSS is about 55 MB), so the container's memory request and limit are size + this.
+MEMORY_HEADROOM = "256Mi"
 
 
 def image_values(image: str) -> dict[str, Any]:
@@ -114,48 +50,48 @@ def image_values(image: str) -> dict[str, Any]:
         values["tag"] = tag
     if digest:
         values["digest"] = digest
-    return {"image": values}
+    return values
 
 
-#: Memory the vineyardd container needs beside the shared memory (idle RSS is about 55 MB).
-MEMORY_HEADROOM_MI = 256
-
-_QUANTITY = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]+)?)(?P<unit>Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
-_UNIT_BYTES = {
-    None: 1,
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "P": 10**15,
-    "E": 10**18,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-    "Pi": 2**50,
-    "Ei": 2**60,
-}
-
-
-def memory_values(size: object) -> dict[str, Any]:
-    """Container memory for a shared-memory ``size``: the chart charges the shared memory to
-    the pod, so request and limit are ``size`` plus :data:`MEMORY_HEADROOM_MI`. Nothing when
-    ``size`` is not a plain quantity (the schema then reports it)."""
-    match = _QUANTITY.match(size) if isinstance(size, str) else None
-    if match is None:
-        return {}
-    size_bytes = float(match["number"]) * _UNIT_BYTES[match["unit"]]
-    memory = f"{math.ceil(size_bytes / 2**20) + MEMORY_HEADROOM_MI}Mi"
-    return {"resources": {"requests": {"memory": memory}, "limits": {"memory": memory}}}
-
-
-def pull_secret_values(secrets: str | Iterable[str] | None) -> dict[str, Any]:
-    """A list of secret names or a comma-separated string -> ``imagePullSecrets``."""
-    if secrets is None:
-        return {}
+def pull_secret_names(secrets: str | Iterable[str]) -> list[dict[str, str]]:
+    """A list of secret names or a comma-separated string -> ``imagePullSecrets`` items."""
     names = secrets.split(",") if isinstance(secrets, str) else list(secrets)
-    return {"imagePullSecrets": [{"name": n.strip()} for n in names if n and n.strip()]}
+    return [{"name": n.strip()} for n in names if n and n.strip()]
+
+
+def chart_values(
+    *,
+    size: str,
+    socket: str,
+    rpc_socket_port: int,
+    vineyard_image: str | None,
+    vineyard_image_pull_policy: str,
+    vineyard_image_pull_secrets: str | Sequence[str] | None,
+    memory_follows_size: bool,
+) -> dict[str, Any]:
+    """Upstream's arguments as chart values, one for one. Checking them is helm's and the
+    chart's job: a bad size, a relative socket path or a socket in a system directory are
+    handled by the chart's schema and helpers, as for `helm install` users."""
+    values: dict[str, Any] = {
+        "vineyard": {"size": size, "rpc": {"enabled": True, "port": rpc_socket_port}},
+        "rpcService": {"port": rpc_socket_port},
+        "socket": {
+            "fileName": posixpath.basename(socket),
+            # A bare file name keeps its relative path, which the schema refuses.
+            "volume": {
+                "type": "hostPath",
+                "hostPath": {"path": posixpath.dirname(socket) or socket},
+            },
+        },
+        "image": {"pullPolicy": vineyard_image_pull_policy},
+    }
+    if memory_follows_size:
+        values["vineyard"]["memoryHeadroom"] = MEMORY_HEADROOM
+    if vineyard_image:
+        values["image"].update(image_values(vineyard_image))
+    if vineyard_image_pull_secrets is not None:
+        values["imagePullSecrets"] = pull_secret_names(vineyard_image_pull_secrets)
+    return values
 
 
 def start_vineyardd(
@@ -171,51 +107,63 @@ def start_vineyardd(
 ) -> list[Resource]:
     """Launch vineyard on Kubernetes: install the vineyard chart and wait until it is ready.
 
-    Every argument reaches the chart:
+    Every argument reaches the chart as a value (:func:`chart_values`):
 
-    - ``namespace``: the release's namespace (created if missing).
-    - ``size``: ``vineyard.size``, vineyardd's ``--size`` shared memory; the container's memory
-      request and limit become ``size`` + 256Mi (see :func:`memory_values`), since the shared
-      memory is charged to the pod. Passing ``resources=...`` turns that off.
-    - ``socket``: the socket file's path on each node: hostPath directory ``dirname(socket)``
-      and ``socket.fileName`` ``basename(socket)``; a broad system directory such as
-      ``/var/run`` is replaced by ``<dir>/vineyard/<namespace>/<release>`` (see
-      :func:`socket_values`).
-    - ``rpc_socket_port``: ``vineyard.rpc.port`` (vineyardd's RPC port) and ``rpcService.port``.
-    - ``vineyard_image``: ``repo:tag`` / ``repo@digest`` -> ``image.repository/tag/digest``;
-      None keeps the chart's pinned image (upstream defaulted to ``:latest``).
-    - ``vineyard_image_pull_policy``: ``image.pullPolicy``.
-    - ``vineyard_image_pull_secrets``: names (list, or comma-separated string) ->
-      ``imagePullSecrets``.
-    - ``k8s_client``: a ``kubernetes.client.ApiClient``; helm is pointed at the same API server
-      and credentials (server, CA, client certificate or token of its configuration). When
-      nothing can be derived from it, the default kubeconfig is used.
-    - ``**extra_values``: more chart values, deep-merged last (``etcd={"replicaCount": 3}``).
-      The names ``release``, ``wait``, ``timeout``, ``kubeconfig``, ``context``, ``helm``,
-      ``chart`` and ``version`` are options of the install instead (release name, default
-      ``vineyard``; wait for readiness, default True; timeout, default ``5m``).
+    ==============================  =========================================================
+    ``namespace``                   the release's namespace (created if missing)
+    ``size``                        ``vineyard.size`` (vineyardd's ``--size``), and
+                                    ``vineyard.memoryHeadroom`` 256Mi: the container's memory
+                                    request and limit are size + 256Mi, since the shared
+                                    memory is charged to the pod (``resources=...`` instead
+                                    sets them yourself)
+    ``socket``                      the socket file's path on each node:
+                                    ``socket.volume.hostPath.path`` its directory,
+                                    ``socket.fileName`` its name. The chart never mounts a
+                                    system directory such as ``/var/run`` whole: the default
+                                    ``/var/run/vineyard.sock`` lands in
+                                    ``/var/run/vineyard/<namespace>/<release>/vineyard.sock``
+                                    (``status().socket`` says where)
+    ``rpc_socket_port``             ``vineyard.rpc.port`` and ``rpcService.port``
+    ``vineyard_image``              ``repo:tag`` / ``repo@digest`` ->
+                                    ``image.repository/tag/digest``; None keeps the chart's
+                                    pinned image (upstream defaulted to ``:latest``)
+    ``vineyard_image_pull_policy``  ``image.pullPolicy``
+    ``vineyard_image_pull_secrets`` ``imagePullSecrets`` (names: a list, or a
+                                    comma-separated string)
+    ``**extra_values``              more chart values, merged over these by helm
+                                    (``etcd={"replicaCount": 3}``)
+    ==============================  =========================================================
 
-    Values are validated against the chart schema before anything is created: unlike
-    upstream, a bad argument never leaves a half deployment behind.
+    The names ``release``, ``wait``, ``timeout``, ``kubeconfig``, ``context``, ``helm``,
+    ``chart`` and ``version`` are options of the install instead (release name, default
+    ``vineyard``; wait for readiness, default True; timeout, default ``5m``). ``k8s_client``
+    (a ``kubernetes.client.ApiClient``) points helm at the same API server and credentials
+    (server, CA, client certificate or token of its configuration); when nothing can be
+    derived from it, the default kubeconfig is used.
+
+    helm and the chart check the values before anything is created: unlike upstream, a bad
+    argument raises InvalidValuesError and never leaves a half deployment behind.
 
     Returns the created resources, to pass to :func:`delete_kubernetes_objects`.
     """
     options = {key: extra_values.pop(key) for key in START_OPTIONS if key in extra_values}
     release = str(options.pop("release", DEFAULT_RELEASE))
-    layers: list[Mapping[str, Any]] = [
-        {"vineyard": {"size": size, "rpc": {"enabled": True, "port": rpc_socket_port}}},
-        {} if "resources" in extra_values else memory_values(size),
-        {"rpcService": {"port": rpc_socket_port}},
-        socket_values(socket, namespace=namespace, release=release),
-        {"image": {"pullPolicy": vineyard_image_pull_policy}},
-        image_values(vineyard_image) if vineyard_image else {},
-        pull_secret_values(vineyard_image_pull_secrets),
+    values: list[Mapping[str, Any]] = [
+        chart_values(
+            size=size,
+            socket=socket,
+            rpc_socket_port=rpc_socket_port,
+            vineyard_image=vineyard_image,
+            vineyard_image_pull_policy=vineyard_image_pull_policy,
+            vineyard_image_pull_secrets=vineyard_image_pull_secrets,
+            memory_follows_size="resources" not in extra_values,
+        ),
         extra_values,
     ]
     options.setdefault("wait", True)
     options.setdefault("timeout", DEFAULT_TIMEOUT)
     with _cluster_of(k8s_client, options):
-        result = install(merge_values(*layers), release=release, namespace=namespace, **options)
+        result = install(values, release=release, namespace=namespace, **options)
     return list(result.resources)
 
 

@@ -38,7 +38,22 @@ def environments(cluster: Path | None) -> Iterator[dict[str, Path | None]]:
         unreachable = write_unreachable_kubeconfig(directory / "unreachable-kubeconfig")
         bad_values = directory / "bad-values.yaml"
         bad_values.write_text("socket:\n  volume:\n    type: nfs\nvineyard:\n  size: 12\n")
-        yield {"unreachable": unreachable, "bad_values": bad_values, "cluster": cluster}
+        # Problems nested under their parents: two under /vineyard, one under an if/then.
+        nested = directory / "nested-values.yaml"
+        nested.write_text(
+            "socket:\n  volume:\n    type: nfs\nvineyard:\n  size: 12\n  metaTimeout: soon\n"
+            "etcd:\n  enabled: false\n"
+        )
+        unparsable = directory / "unparsable-values.yaml"
+        unparsable.write_text("vineyard: [unclosed\n")
+        yield {
+            "unreachable": unreachable,
+            "bad_values": bad_values,
+            "nested_values": nested,
+            "unparsable_values": unparsable,
+            "missing_values": directory / "missing-values.yaml",
+            "cluster": cluster,
+        }
 
 
 def scenarios(env: dict[str, Path | None]) -> dict[str, list[str]]:
@@ -82,6 +97,34 @@ def scenarios(env: dict[str, Path | None]) -> dict[str, list[str]]:
             str(CHART),
             "-f",
             str(env["bad_values"]),
+        ],
+        "InvalidValuesError__schema_nested": [
+            "template",
+            "vineyard",
+            str(CHART),
+            "-f",
+            str(env["nested_values"]),
+        ],
+        "InvalidValuesError__values_file_missing": [
+            "template",
+            "vineyard",
+            str(CHART),
+            "-f",
+            str(env["missing_values"]),
+        ],
+        "InvalidValuesError__values_file_unparsable": [
+            "template",
+            "vineyard",
+            str(CHART),
+            "-f",
+            str(env["unparsable_values"]),
+        ],
+        "InvalidValuesError__set_syntax": [
+            "template",
+            "vineyard",
+            str(CHART),
+            "--set",
+            "vineyard.size",
         ],
     }
     cluster = env["cluster"]
