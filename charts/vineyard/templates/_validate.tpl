@@ -14,6 +14,7 @@ each naming the values it concerns.
 {{- $problems = append $problems (printf "vineyard.spill.lowerRate (%v) must be below vineyard.spill.upperRate (%v)" .Values.vineyard.spill.lowerRate .Values.vineyard.spill.upperRate) }}
 {{- end }}
 {{- $problems = concat $problems (include "vineyard.vineyardd.extraArgsProblems" . | fromJsonArray) }}
+{{- $problems = concat $problems (include "vineyard.admission.problems" . | fromJsonArray) }}
 {{- $statefulsets := include "vineyard.upgrade.statefulsets" . | fromJsonArray }}
 {{- $problems = concat $problems (include "vineyard.upgrade.problems" (dict "ctx" . "statefulsets" $statefulsets) | fromJsonArray) }}
 {{- if include "vineyard.etcd.deployed" . }}
