@@ -305,7 +305,7 @@ class Images:
                 (stage / d).mkdir(parents=True)
             _fix_modes(stage)
             (stage / "tmp").chmod(0o1777)
-            config = {"Entrypoint": ["/usr/local/bin/etcd"], "Env": [PATH_ENV, "ETCDCTL_API=3"]}
+            config = {"Entrypoint": ["/usr/local/bin/etcd"], "Env": [PATH_ENV]}
             self._archive(ref, [self._layer(stage, work)], config, out, work)
             return
         base = self._base_layer("base", work)
