@@ -118,22 +118,22 @@ kwok_stages() {
   log "kwok stages $KWOK_VERSION: written to $out"
 }
 
-# etcd_build: etcd and etcdctl for the real node's etcd image, from etcd's own modules at the
-# version tools/etcd/go.mod pins (= the chart's etcd.image.tag). Static, like upstream's.
+# etcd_build: etcd, etcdctl and etcdutl for the real node's etcd image, from etcd's own modules
+# at the version tools/etcd/go.mod pins (= the chart's etcd.image.tag). Static, like upstream's.
 etcd_build() {
   local dir="$TOOLS/etcd" version stamp b
   version="$(required_version "$dir" go.etcd.io/etcd/server/v3)"
   stamp="$version $(sha256sum "$dir/go.mod" | cut -c1-12) $GO_SIG"
-  if up_to_date etcd "$stamp" && up_to_date etcdctl "$stamp"; then
+  if up_to_date etcd "$stamp" && up_to_date etcdctl "$stamp" && up_to_date etcdutl "$stamp"; then
     log "etcd $version: up to date"; return
   fi
-  log "etcd $version: building etcd, etcdctl"
-  for b in server etcdctl; do
+  log "etcd $version: building etcd, etcdctl, etcdutl"
+  for b in server etcdctl etcdutl; do
     (cd "$dir" && timed "etcd $version ($b)" env CGO_ENABLED=0 go build -trimpath \
-      -ldflags "-s -w" -o "$BIN/$([[ $b == server ]] && echo etcd || echo etcdctl)" \
+      -ldflags "-s -w" -o "$BIN/$([[ $b == server ]] && echo etcd || echo "$b")" \
       "go.etcd.io/etcd/$b/v3")
   done
-  echo "$stamp" >"$STAMPS/etcd"; echo "$stamp" >"$STAMPS/etcdctl"
+  for b in etcd etcdctl etcdutl; do echo "$stamp" >"$STAMPS/$b"; done
 }
 
 apt_packages() {

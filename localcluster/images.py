@@ -6,7 +6,7 @@ Images:
   localhost/pause:3.10                  the pod sandbox: a static pause binary (pause.c) alone
   <the chart's vineyardd image>         Debian bookworm minbase + vineyardd (vineyard-bdist wheel)
                                         + busybox's wget and nc (init containers, probes, helm test)
-  <the chart's etcd image>              like upstream's: static etcd and etcdctl at the chart's tag,
+  <the chart's etcd image>              like upstream's: static etcd, etcdctl, etcdutl at its tag,
                                         built from etcd's Go modules (tools/etcd), and no shell
   localhost/vineyard-worker:v0.24.2     bookworm minbase with python3 + the vineyard client, numpy
 
@@ -42,7 +42,7 @@ SUITE = "bookworm"
 BIN_DIR = REPO_ROOT / ".cache" / "bin"
 CHART_YAML = REPO_ROOT / "charts" / "vineyard" / "Chart.yaml"
 # Built by hack/build-tools.sh from tools/etcd at the chart's etcd tag.
-ETCD_BIN, ETCDCTL_BIN = BIN_DIR / "etcd", BIN_DIR / "etcdctl"
+ETCD_BIN, ETCDCTL_BIN, ETCDUTL_BIN = BIN_DIR / "etcd", BIN_DIR / "etcdctl", BIN_DIR / "etcdutl"
 BUSYBOX = Path("/bin/busybox")
 # Applets the chart's containers need that a minbase root lacks (it has sh, coreutils, grep).
 BUSYBOX_APPLETS = ("wget", "nc")
@@ -225,8 +225,8 @@ class Images:
             PAUSE: [_sha256_file(pause_c)],
             VINEYARDD: [SUITE, ROOTFS["base"], _sha256_file(vineyardd_binary()),
                         _sha256_file(BUSYBOX), BUSYBOX_APPLETS],
-            ETCD: [_sha256_file(ETCD_BIN) if ETCD_BIN.exists() else "missing",
-                   _sha256_file(ETCDCTL_BIN) if ETCDCTL_BIN.exists() else "missing"],
+            ETCD: [_sha256_file(b) if b.exists() else "missing"
+                   for b in (ETCD_BIN, ETCDCTL_BIN, ETCDUTL_BIN)],
             WORKER: [SUITE, ROOTFS["python"], self._worker_requirements()],
         }
 
@@ -295,9 +295,9 @@ class Images:
         bindir = stage / "usr/local/bin"
         bindir.mkdir(parents=True)
         if ref == ETCD:
-            # Like upstream's image (distroless static): the two static binaries, empty data
+            # Like upstream's image (distroless static): the three static binaries, empty data
             # and tmp directories, and no shell, so nothing in the chart may rely on one.
-            for src in (ETCD_BIN, ETCDCTL_BIN):
+            for src in (ETCD_BIN, ETCDCTL_BIN, ETCDUTL_BIN):
                 if not src.exists():
                     raise ImageError(f"no {src}: run `make tools` (builds etcd {ETCD_TAG})")
                 shutil.copy2(src, bindir / src.name)

@@ -107,7 +107,7 @@ def unavailable_reason(bin_dir: Path) -> str | None:
         return (f"needs cgroup v1 controllers and the unified hierarchy under {CGROUP_ROOT} "
                 "(the egress counter matches the node's cgroup there)")
     missing = [str(bin_dir / b) for b in ("kubelet", "kube-proxy", "coredns", "registry",
-                                          "etcd", "etcdctl")
+                                          "etcd", "etcdctl", "etcdutl")
                if not (bin_dir / b).exists()]
     missing += [p for p in ("containerd", "runc", "ctr", "debootstrap", "iptables", "zstd", "gcc")
                 if not shutil.which(p)]

@@ -3,20 +3,14 @@ PersistentVolume, emptyDir mode with the workload as a sidecar, etcd with persis
 its pod, an upgrade that changes a flag, and uninstall leaving nothing on the node."""
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 
 from localcluster import Cluster, wait_until
-from localcluster.realnode import NODE_NAME
 
 from .conftest import (
     CHART,
@@ -29,47 +23,6 @@ from .conftest import (
     worker_pod,
 )
 from .test_realnode_chart import GET, PUT
-
-PV_ROOT = Path("/tmp/localcluster-real-pv")
-
-
-@pytest.fixture
-def local_pvs(real_cluster: Cluster) -> Iterator:
-    """make(name, claim_ns, claim_name, modes): a local PV pre-bound to that claim, on the real
-    node, in a fresh host directory; all deleted afterwards."""
-    made: list[tuple[str, Path]] = []
-
-    def make(claim_ns: str, claim_name: str, modes: list[str]) -> str:
-        name = f"real-pv-{uuid.uuid4().hex[:8]}"
-        path = PV_ROOT / name
-        path.mkdir(parents=True)
-        real_cluster.api.create("/api/v1/persistentvolumes", {
-            "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
-            "spec": {
-                "capacity": {"storage": "2Gi"}, "accessModes": modes,
-                "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
-                "claimRef": {"namespace": claim_ns, "name": claim_name},
-                "local": {"path": str(path)},
-                "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
-                    {"key": "kubernetes.io/hostname", "operator": "In",
-                     "values": [NODE_NAME]}]}]}},
-            }})
-        made.append((name, path))
-        return name
-
-    yield make
-    for name, _ in made:
-        real_cluster.api.delete(f"/api/v1/persistentvolumes/{name}")
-    for name, path in made:
-        wait_until(lambda n=name: not _pv_exists(real_cluster, n), 60, 0.5)
-        shutil.rmtree(path, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        PV_ROOT.rmdir()
-
-
-def _pv_exists(cluster: Cluster, name: str) -> bool:
-    return any(p["metadata"]["name"] == name
-               for p in cluster.api.get("/api/v1/persistentvolumes")["items"])
 
 
 def test_pvc_mode_cross_pod(real_cluster: Cluster, namespace: str, local_pvs) -> None:

@@ -19,7 +19,8 @@ def test_the_etcd_built_for_the_real_node_is_the_charts_etcd() -> None:
     values = yaml.safe_load((REPO / "charts/vineyard/values.yaml").read_text())
     built = _required(REPO / "tools/etcd/go.mod", "go.etcd.io/etcd/server/v3")
     assert values["etcd"]["image"]["tag"] == built
-    assert _required(REPO / "tools/etcd/go.mod", "go.etcd.io/etcd/etcdctl/v3") == built
+    for tool in ("etcdctl", "etcdutl"):
+        assert _required(REPO / "tools/etcd/go.mod", f"go.etcd.io/etcd/{tool}/v3") == built
 
 
 def test_the_local_images_carry_the_charts_default_references() -> None:
