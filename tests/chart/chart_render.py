@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -112,3 +113,24 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
         else:
             merged[key] = value
     return merged
+
+
+def render_notes(*args: str, release: str = "vineyard", namespace: str = "vineyard") -> str:
+    """NOTES.txt as `helm install --dry-run=client` prints it (offline: no cluster is contacted)."""
+    proc = subprocess.run(
+        [
+            helm_binary(4),
+            "install",
+            release,
+            str(CHART),
+            "-n",
+            namespace,
+            "--dry-run=client",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "KUBECONFIG": os.devnull},
+    )
+    return proc.stdout.split("NOTES:\n", 1)[1]

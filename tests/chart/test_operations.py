@@ -3,32 +3,10 @@ chart README's Operations section covers each day-30 task."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-
 import pytest
 
-from chart_render import CHART, CI_DIR, find, helm_binary, render
-
-
-def notes(*args: str, release: str = "vineyard", namespace: str = "vineyard") -> str:
-    proc = subprocess.run(
-        [
-            helm_binary(4),
-            "install",
-            release,
-            str(CHART),
-            "-n",
-            namespace,
-            "--dry-run=client",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "KUBECONFIG": os.devnull},
-    )
-    return proc.stdout.split("NOTES:\n", 1)[1]
+from chart_render import CHART, CI_DIR, find, render
+from chart_render import render_notes as notes
 
 
 @pytest.mark.parametrize("scenario", ["hostpath", "etcd-ha", "pvc"])

@@ -3,13 +3,13 @@ Release-name lengths (43 and 48 characters) are in test_object_names.py."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 
 import pytest
 import yaml
 
 from chart_render import CHART, CI_DIR, HelmFailed, find, helm_binary, render, run_helm_template
+from chart_render import render_notes as notes
 
 
 def helm_template_with_set(helm_major: int, *sets: str) -> list[dict]:
@@ -89,26 +89,6 @@ def test_rpc_from_without_tests_admits_only_the_listed_peers() -> None:
         {"networkPolicy": {"enabled": True, "rpcFrom": [peer]}, "tests": {"enabled": False}}
     )
     assert find(manifests, "NetworkPolicy", "vineyard")["spec"]["ingress"][0]["from"] == [peer]
-
-
-def notes(*args: str) -> str:
-    proc = subprocess.run(
-        [
-            helm_binary(4),
-            "install",
-            "vineyard",
-            str(CHART),
-            "-n",
-            "vineyard",
-            "--dry-run=client",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "KUBECONFIG": os.devnull},
-    )
-    return proc.stdout.split("NOTES:\n", 1)[1]
 
 
 @pytest.mark.parametrize(

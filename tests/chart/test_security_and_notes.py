@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import textwrap
 from typing import Any
 
@@ -11,7 +9,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from chart_render import CHART, CI_DIR, SCENARIOS, Manifest, find, helm_binary, render
+from chart_render import CI_DIR, SCENARIOS, Manifest, find, render
+from chart_render import render_notes as notes
 
 ROOT_INIT_CONTAINER = "prepare-socket-dir"
 
@@ -125,27 +124,6 @@ def test_etcd_ha_spreads_disruption_and_keeps_stable_member_names(rendered_scena
         statefulset["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
         == "1Gi"
     )
-
-
-def notes(*args: str) -> str:
-    """NOTES.txt as `helm install --dry-run=client` prints it (offline: no cluster is contacted)."""
-    proc = subprocess.run(
-        [
-            helm_binary(4),
-            "install",
-            "vineyard",
-            str(CHART),
-            "-n",
-            "vineyard",
-            "--dry-run=client",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "KUBECONFIG": os.devnull},
-    )
-    return proc.stdout.split("NOTES:\n", 1)[1]
 
 
 def workload_snippet(text: str) -> dict[str, Any]:
