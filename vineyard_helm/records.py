@@ -1,4 +1,4 @@
-"""Small typed records returned by the public API (never raw pyhelm3 models)."""
+"""Small typed records returned by the public API (never helm's raw JSON)."""
 
 from __future__ import annotations
 

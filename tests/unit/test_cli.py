@@ -312,7 +312,7 @@ def test_python_dash_m_and_console_script_run_the_same_cli(helm: str) -> None:
 
 
 def test_a_failing_command_prints_exactly_one_line(helm: str, tmp_path: Path) -> None:
-    """In a real process (no pytest log capture): pyhelm3's own warning must not leak."""
+    """In a real process (no pytest log capture): no log record leaks beside the one line."""
     result = subprocess.run(
         [
             sys.executable,

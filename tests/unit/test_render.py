@@ -136,3 +136,52 @@ def test_the_offline_verbs_need_no_event_loop(helm: str) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.split() == [str(len(vineyard_helm.render(helm=helm))), "False"]
     assert asyncio.run(vineyard_helm.validate_async(helm=helm)) is None
+
+
+TRICKY_YAML = """\
+# Source: a comment
+apiVersion: v1
+kind: ConfigMap
+metadata: &meta
+  name: "x"
+  labels: {a: "1", b: 2, c: true, d: null, e: 1.5, f: 0o17, g: ~, h: "yes", i: yes}
+data:
+  when: 2026-11-30
+  list: [1, "2", [3, {four: 4}], []]
+  empty: {}
+  block: |
+    line one
+    line two
+  merged:
+    <<: *meta
+    extra: e
+  7: seven
+  shared: *meta
+---
+---
+just a string
+---
+- a list
+---
+kind: Last
+"""
+
+
+def test_manifests_load_as_safe_load_all_would() -> None:
+    from vineyard_helm.helm import load_manifest
+
+    expected = [d for d in yaml.safe_load_all(TRICKY_YAML) if isinstance(d, dict)]
+    assert load_manifest(TRICKY_YAML) == expected
+    assert [d["kind"] for d in load_manifest(TRICKY_YAML)] == ["ConfigMap", "Last"]
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    sorted((Path(vineyard_helm.chart_path()) / "ci").glob("*-values.yaml")),
+    ids=lambda p: p.name.removesuffix("-values.yaml"),
+)
+def test_every_scenario_renders_to_what_safe_load_all_reads(helm4: str, scenario: Path) -> None:
+    text = vineyard_helm.api.render_text(scenario, helm=helm4)
+    assert vineyard_helm.render(scenario, helm=helm4) == [
+        d for d in yaml.safe_load_all(text) if isinstance(d, dict)
+    ]
