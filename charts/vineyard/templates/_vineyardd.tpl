@@ -178,7 +178,7 @@ point where it would look for an etcd of its own.
     - -c
     - >-
       until for endpoint in $(echo "$ETCD_ENDPOINTS" | tr ',' ' '); do
-      timeout 3 wget -q -O - "$endpoint/health" 2>/dev/null | grep -q '"health":"true"' && exit 0;
+      timeout 3 wget -q -O - "$endpoint/health?exclude=NOSPACE" 2>/dev/null | grep -q '"health":"true"' && exit 0;
       done; false; do echo "waiting for etcd at $ETCD_ENDPOINTS"; sleep 1; done
   env:
     - name: ETCD_ENDPOINTS
