@@ -134,3 +134,36 @@ def render_notes(*args: str, release: str = "vineyard", namespace: str = "vineya
         env={**os.environ, "KUBECONFIG": os.devnull},
     )
     return proc.stdout.split("NOTES:\n", 1)[1]
+
+
+def pod_spec(workload: Manifest) -> dict[str, Any]:
+    """The pod template's spec of a DaemonSet or StatefulSet."""
+    return workload["spec"]["template"]["spec"]
+
+
+def container(spec: dict[str, Any], name: str = "vineyardd") -> dict[str, Any]:
+    """A container or init container of a pod spec, by name."""
+    return next(c for c in spec.get("initContainers", []) + spec["containers"] if c["name"] == name)
+
+
+def invalid_objects(manifests: list[Manifest]) -> list[str]:
+    """Objects the Kubernetes OpenAPI schema (newest version known) refuses, with the reason."""
+    import kubernetes_validate
+
+    problems = []
+    for manifest in manifests:
+        try:
+            kubernetes_validate.validate(
+                manifest, kubernetes_validate.latest_version(), strict=True
+            )
+        except kubernetes_validate.ValidationError as error:
+            problems.append(f"{manifest['kind']} {manifest['metadata']['name']}: {error.message}")
+    return problems
+
+
+def refusal(values: dict[str, Any], **kwargs: Any) -> str:
+    """The chart's own refusal (validateValues' INVALID VALUES) of values, as helm prints it."""
+    with pytest.raises(HelmFailed) as failure:
+        run_helm_template(values, **kwargs)
+    assert "INVALID VALUES" in failure.value.stderr, failure.value.stderr
+    return failure.value.stderr

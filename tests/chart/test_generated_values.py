@@ -45,6 +45,10 @@ def generation_schema() -> dict[str, Any]:
                 in (["name"], ["containerPort"], ["name", "mountPath"])
             ):
                 node["maxItems"] = 0
+            if "items" in node and node["items"].get("$ref") == "#/definitions/volume":
+                # A volume is a name and one source whose fields (an NFS server, a secret's
+                # name) the schema leaves to the API server: an empty source is no volume.
+                node["maxItems"] = 0
             for value in node.values():
                 bound(value)
         elif isinstance(node, list):

@@ -21,6 +21,7 @@ REQUIRED = {
     "socket", "size", "meta", "etcd_endpoint", "etcd_prefix", "etcd_cmd", "rpc",
     "rpc_socket_port", "reserve_memory", "spill_path", "spill_lower_rate", "spill_upper_rate",
     "compression", "meta_timeout", "logtostderr",
+    "stream_threshold",  # issue 17: vineyard.streamThreshold
 }  # fmt: skip
 
 
@@ -111,7 +112,7 @@ def test_a_managed_flag_is_refused_with_the_value_to_set_instead(
 ) -> None:
     with pytest.raises(HelmFailed) as failure:
         run_helm_template(
-            {"vineyard": {"extraArgs": ["--stream_threshold=60", *items]}}, helm_major=helm_major
+            {"vineyard": {"extraArgs": ["--allocator=mimalloc", *items]}}, helm_major=helm_major
         )
     stderr = failure.value.stderr
     assert f'vineyard.extraArgs[1] ("{items[0]}") sets --{flag}' in stderr, stderr
@@ -123,9 +124,9 @@ def test_a_managed_flag_is_refused_with_the_value_to_set_instead(
 @pytest.mark.parametrize(
     "items",
     [
-        ["--stream_threshold=60"],
-        ["-stream_threshold=60"],
-        ["--stream_threshold", "60"],
+        ["--allocator=mimalloc"],
+        ["-allocator=mimalloc"],
+        ["--allocator", "mimalloc"],
         ["--coredump", "--noprometheus", "--allocator=mimalloc"],
     ],
     ids=" ".join,
@@ -137,7 +138,7 @@ def test_free_flags_pass_verbatim(helm_major: int, items: list[str]) -> None:
 
 def test_a_value_item_after_no_flag_is_refused() -> None:
     with pytest.raises(HelmFailed) as failure:
-        run_helm_template({"vineyard": {"extraArgs": ["--stream_threshold=60", "60"]}})
+        run_helm_template({"vineyard": {"extraArgs": ["--allocator=mimalloc", "60"]}})
     assert 'vineyard.extraArgs[1] ("60") is not a flag' in failure.value.stderr
 
 

@@ -101,6 +101,13 @@ def test_a_topology_change_is_refused_naming_the_value_old_and_new(
     assert message in refused(probe_chart, before, after, helm_major=helm_major)
 
 
+def test_the_guard_works_alike_with_node_pools(probe_chart: Path) -> None:
+    pools = {"pools": [{"name": "big", "nodeSelector": {"vineyard.v6d.io/pool": "big"}}]}
+    stderr = refused(probe_chart, pools, {**pools, "etcd": {"replicaCount": 3}})
+    assert "etcd.replicaCount: 1 -> 3" in stderr
+    upgrade(probe_chart, {}, pools)  # adding a pool leaves etcd alone
+
+
 def test_every_problem_is_reported_at_once(probe_chart: Path) -> None:
     stderr = refused(probe_chart, {}, {"etcd": {"replicaCount": 3, "clientPort": 2479}})
     assert "etcd.replicaCount: 1 -> 3" in stderr

@@ -157,8 +157,8 @@ def test_spill_flags_and_volume_appear_only_when_a_path_is_set() -> None:
 
 
 def test_extra_args_are_appended_one_item_each() -> None:
-    container = vineyardd(render({"vineyard": {"extraArgs": ["--stream_threshold=60"]}}))
-    assert container["args"][-1] == "--stream_threshold=60"
+    container = vineyardd(render({"vineyard": {"extraArgs": ["--allocator=mimalloc"]}}))
+    assert container["args"][-1] == "--allocator=mimalloc"
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

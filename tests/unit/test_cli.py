@@ -86,14 +86,14 @@ def test_set_json_and_set_string_reach_helm(helm: str) -> None:
         "-o",
         "json",
         "--set-json",
-        'vineyard.extraArgs=["--stream_threshold=60"]',
+        'vineyard.extraArgs=["--allocator=mimalloc"]',
         "--set-string",
         "socket.access.mode=0700",
     )
     assert code == 0, err
     daemonset = next(m for m in json.loads(out) if m["kind"] == "DaemonSet")
     pod = daemonset["spec"]["template"]["spec"]
-    assert "--stream_threshold=60" in pod["containers"][0]["args"]
+    assert "--allocator=mimalloc" in pod["containers"][0]["args"]
     assert "chmod 0700" in " ".join(pod["initContainers"][0]["command"])
 
 

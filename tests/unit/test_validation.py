@@ -65,7 +65,7 @@ def test_good_values_pass(tmp_path: Path, helm: str) -> None:
         validate(
             [file, {"vineyard": {"meta": "local"}}],
             set_values=["etcd.enabled=false"],
-            set_json_values=['vineyard.extraArgs=["--stream_threshold=60"]'],
+            set_json_values=['vineyard.extraArgs=["--allocator=mimalloc"]'],
             helm=helm,
         )
         is None

@@ -47,3 +47,21 @@ and the database growing in 16 MB steps past the quota check.
 {{- $quota := include "vineyard.quantityBytes" .Values.etcd.backendQuota | float64 }}
 {{- addf (mulf 2 $quota) (mulf (add (int64 .Values.etcd.maxWals) 2) 67108864) }}
 {{- end }}
+
+{{/*
+etcd.topologySpreadConstraints as given, each without a labelSelector counting the release's
+etcd members (a constraint that selects no pods spreads nothing).
+*/}}
+{{- define "vineyard.etcd.topologySpreadConstraints" -}}
+{{- $constraints := list }}
+{{- range .Values.etcd.topologySpreadConstraints }}
+{{- $constraint := deepCopy . }}
+{{- if not $constraint.labelSelector }}
+{{- $_ := set $constraint "labelSelector" (dict "matchLabels" (include "vineyard.selectorLabels" (dict "ctx" $ "component" "etcd") | fromYaml)) }}
+{{- end }}
+{{- $constraints = append $constraints $constraint }}
+{{- end }}
+{{- with $constraints }}
+{{- toYaml . }}
+{{- end }}
+{{- end }}

@@ -58,21 +58,70 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
-{{/* An image reference from {repository, tag, digest}; a digest wins over the tag. */}}
+{{/*
+An image reference from {repository, tag, digest}; a digest wins over the tag. A registry
+(global.imageRegistry) replaces the repository's own, which is its first component when that
+names a host the way Docker reads one (a "." or ":" in it, or "localhost").
+*/}}
 {{- define "vineyard.imageRef" -}}
-{{- if .image.digest }}
-{{- printf "%s@%s" .image.repository .image.digest }}
-{{- else }}
-{{- printf "%s:%s" .image.repository (default .defaultTag .image.tag) }}
+{{- $repository := .image.repository }}
+{{- with .registry }}
+{{- $parts := splitList "/" $repository }}
+{{- $first := first $parts }}
+{{- if and (gt (len $parts) 1) (or (contains "." $first) (contains ":" $first) (eq $first "localhost")) }}
+{{- $repository = rest $parts | join "/" }}
 {{- end }}
+{{- $repository = printf "%s/%s" (trimSuffix "/" .) $repository }}
+{{- end }}
+{{- if .image.digest }}
+{{- printf "%s@%s" $repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (default .defaultTag .image.tag) }}
+{{- end }}
+{{- end }}
+
+{{- define "vineyard.imageRegistry" -}}
+{{- dig "imageRegistry" "" (default dict .Values.global) }}
 {{- end }}
 
 {{- define "vineyard.image" -}}
-{{- include "vineyard.imageRef" (dict "image" .Values.image "defaultTag" (printf "v%s" .Chart.AppVersion)) }}
+{{- include "vineyard.imageRef" (dict "image" .Values.image "defaultTag" (printf "v%s" .Chart.AppVersion) "registry" (include "vineyard.imageRegistry" .)) }}
 {{- end }}
 
 {{- define "vineyard.etcd.image" -}}
-{{- include "vineyard.imageRef" (dict "image" .Values.etcd.image "defaultTag" "") }}
+{{- include "vineyard.imageRef" (dict "image" .Values.etcd.image "defaultTag" "" "registry" (include "vineyard.imageRegistry" .)) }}
+{{- end }}
+
+{{/*
+An object's metadata.annotations block: its own annotations (.own: a map, or YAML text that is
+kept as written) followed by commonAnnotations, whose keys the object's own override. Renders
+nothing when both are empty. Call with (dict "ctx" $ "own" <map or text>).
+*/}}
+{{- define "vineyard.annotations" -}}
+{{- $text := "" }}
+{{- $own := dict }}
+{{- if kindIs "string" .own }}
+{{- $text = .own }}
+{{- $own = fromYaml .own }}
+{{- else if .own }}
+{{- $own = .own }}
+{{- $text = toYaml .own }}
+{{- end }}
+{{- $common := dict }}
+{{- range $key, $value := .ctx.Values.commonAnnotations }}
+{{- if not (hasKey $own $key) }}
+{{- $_ := set $common $key $value }}
+{{- end }}
+{{- end }}
+{{- if or $text $common -}}
+annotations:
+{{- with $text }}
+{{ . | indent 2 }}
+{{- end }}
+{{- with $common }}
+{{ toYaml . | indent 2 }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*

@@ -14,6 +14,11 @@ volume type are "".
 
 In persistentVolumeClaim mode each node's vineyardd keeps its socket in a sub-directory named
 after the node: the paths then contain the placeholder <node>.
+
+A node pool's DaemonSet (values `pools`) publishes the same socket keys (the socket is where it
+is on every node, whatever the node's pool) and one more:
+
+  pool                   the pool's name; absent on the release's own DaemonSet
 */}}
 {{- define "vineyard.published.annotations" -}}
 {{- $type := .Values.socket.volume.type }}
@@ -24,4 +29,7 @@ vineyard.v6d.io/socket-path: {{ $path | quote }}
 vineyard.v6d.io/socket-path-in-volume: {{ trimPrefix (printf "%s/" .Values.socket.mountPath) $path | quote }}
 vineyard.v6d.io/socket-host-path: {{ ternary (include "vineyard.socket.hostPath" .) "" (eq $type "hostPath") | quote }}
 vineyard.v6d.io/socket-claim: {{ ternary (include "vineyard.socket.claimName" .) "" (eq $type "persistentVolumeClaim") | quote }}
+{{- with .Pool }}
+vineyard.v6d.io/pool: {{ .name | quote }}
+{{- end }}
 {{- end }}

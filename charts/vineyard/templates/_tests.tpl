@@ -14,9 +14,7 @@ metadata:
   namespace: {{ .ctx.Release.Namespace }}
   labels:
     {{- include "vineyard.componentLabels" (dict "ctx" .ctx "component" "test") | nindent 4 }}
-  annotations:
-    helm.sh/hook: test
-    helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+  {{- include "vineyard.annotations" (dict "ctx" .ctx "own" "helm.sh/hook: test\nhelm.sh/hook-delete-policy: before-hook-creation,hook-succeeded") | nindent 2 }}
 {{- end }}
 
 {{- define "vineyard.testPodSecurity" -}}

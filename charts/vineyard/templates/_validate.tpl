@@ -15,6 +15,16 @@ each naming the values it concerns.
 {{- end }}
 {{- $problems = concat $problems (include "vineyard.vineyardd.extraArgsProblems" . | fromJsonArray) }}
 {{- $problems = concat $problems (include "vineyard.admission.problems" . | fromJsonArray) }}
+{{- $problems = concat $problems (include "vineyard.extras.problems" . | fromJsonArray) }}
+{{- $problems = concat $problems (include "vineyard.spill.problems" . | fromJsonArray) }}
+{{- $problems = concat $problems (include "vineyard.pool.problems" . | fromJsonArray) }}
+{{- $service := .Values.rpcService }}
+{{- if and (eq $service.type "ClusterIP") (get $service "nodePort") }}
+{{- $problems = append $problems (printf "rpcService.nodePort (%v) needs rpcService.type NodePort or LoadBalancer (it is ClusterIP)" $service.nodePort) }}
+{{- end }}
+{{- if and (ne $service.type "LoadBalancer") (get $service "loadBalancerSourceRanges") }}
+{{- $problems = append $problems (printf "rpcService.loadBalancerSourceRanges needs rpcService.type LoadBalancer (it is %s)" $service.type) }}
+{{- end }}
 {{- $statefulsets := include "vineyard.upgrade.statefulsets" . | fromJsonArray }}
 {{- $problems = concat $problems (include "vineyard.upgrade.problems" (dict "ctx" . "statefulsets" $statefulsets) | fromJsonArray) }}
 {{- if include "vineyard.etcd.deployed" . }}

@@ -9,6 +9,7 @@ tryfromenv are listed too: they read flags from places no check can see.
 socket: set socket.mountPath and socket.fileName instead
 size: set vineyard.size instead (the memory limit is checked against it)
 reserve_memory: set vineyard.reserveMemory instead
+stream_threshold: set vineyard.streamThreshold instead
 meta: set vineyard.meta instead
 etcd_endpoint: set etcd.clientPort or etcd.external.endpoints instead
 etcd_prefix: set vineyard.etcdPrefix instead
@@ -16,7 +17,7 @@ etcd_cmd: it points at a path that cannot exist, so vineyardd never launches an 
 meta_timeout: set vineyard.metaTimeout instead
 rpc: set vineyard.rpc.enabled instead
 rpc_socket_port: set vineyard.rpc.port instead (the container port and Service follow it)
-spill_path: set vineyard.spill.path instead (an emptyDir of vineyard.spill.sizeLimit backs it)
+spill_path: set vineyard.spill.path instead (vineyard.spill.volume backs it)
 spill_lower_rate: set vineyard.spill.lowerRate instead
 spill_upper_rate: set vineyard.spill.upperRate instead
 compression: set vineyard.compression instead
@@ -37,6 +38,9 @@ another or left without its value. Built as (name, value) pairs, then written ou
 {{- $flags = append $flags (list "size" .) }}
 {{- end }}
 {{- $flags = append $flags (list "reserve_memory" $v.reserveMemory) }}
+{{- with get $v "streamThreshold" }}
+{{- $flags = append $flags (list "stream_threshold" (int64 .)) }}
+{{- end }}
 {{- $flags = append $flags (list "meta" $v.meta) }}
 {{- if eq $v.meta "etcd" }}
 {{- $flags = append $flags (list "etcd_endpoint" (include "vineyard.etcd.endpoints" .)) }}
@@ -134,6 +138,14 @@ it runs as vineyardd's user.
       {{- /* Root without DAC_OVERRIDE cannot enter the gated directory a previous pod left
       (owner vineyardd, mode 0750): take it back first, or a restarted pod fails here. */}}
       chown 0 "{{ include "vineyard.socket.dir" . }}";
+      {{- end }}
+      {{- if and $gate .Values.pools }}
+      {{- /* With pools a node can change DaemonSet (a pool added or removed, a node
+      relabelled): the old pod may still be stopping when the new one starts. vineyardd deletes
+      its socket path when it exits, which would be the new vineyardd's socket by then, so wait
+      for the old one to go (a socket a killed vineyardd left stays, and is removed after). */}}
+      [ -S "{{ include "vineyard.socket.path" . }}" ] && echo "waiting up to {{ .Values.terminationGracePeriodSeconds }} s for the vineyardd listening at {{ include "vineyard.socket.path" . }} to stop";
+      timeout {{ .Values.terminationGracePeriodSeconds }} sh -c 'while [ -S "$0" ]; do sleep 1; done' "{{ include "vineyard.socket.path" . }}" || true;
       {{- end }}
       rm -f "{{ include "vineyard.socket.path" . }}";
       {{- if $hostPath }}
