@@ -123,18 +123,41 @@ def _pick(objects: list[_Object], component: str, name_hint: str) -> _Object | N
     return None
 
 
+def _owned_by(pod: _Object, workload: _Object) -> bool:
+    """Whether the pod is the workload's: its controller, where the pod names one (the
+    release's own DaemonSet's selector also matches node pools' pods), else its selector."""
+    kind = workload.get("kind")  # absent from some of helm 3's typed objects
+    name = (workload.get("metadata") or {}).get("name")
+    owners = [
+        o for o in (pod.get("metadata") or {}).get("ownerReferences") or [] if o.get("controller")
+    ]
+    if owners:
+        return any(o.get("name") == name and (not kind or o.get("kind") == kind) for o in owners)
+    selector = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    return _matches(selector, _labels(pod))
+
+
 def _pods_of(
     workload: _Object, pods: Iterable[_Object], *, label: str, current: object
 ) -> tuple[PodStatus, ...]:
-    """The workload's pods (by its selector), each marked updated when its ``label`` equals
-    the workload's ``current`` template revision."""
-    selector = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    """The workload's pods, each marked updated when its ``label`` equals the workload's
+    ``current`` template revision."""
     records = (
         _pod_status(pod, updated=_labels(pod).get(label) == current)
         for pod in pods
-        if _matches(selector, _labels(pod))
+        if _owned_by(pod, workload)
     )
     return tuple(sorted(records, key=lambda p: (p.node, p.name)))
+
+
+#: The annotation the chart puts on a node pool's DaemonSet (templates/_published.tpl).
+POOL_ANNOTATION = "vineyard.v6d.io/pool"
+
+
+def _pool(daemonset: _Object) -> str:
+    return str(
+        ((daemonset.get("metadata") or {}).get("annotations") or {}).get(POOL_ANNOTATION, "")
+    )
 
 
 def daemonset_status(ds: _Object, pods: Iterable[_Object]) -> WorkloadStatus:
@@ -148,6 +171,7 @@ def daemonset_status(ds: _Object, pods: Iterable[_Object]) -> WorkloadStatus:
         updated=int(status.get("updatedNumberScheduled") or 0),
         available=int(status.get("numberAvailable") or 0),
         pods=_pods_of(ds, pods, label="pod-template-generation", current=generation),
+        pool=_pool(ds),
     )
 
 
@@ -223,13 +247,21 @@ def status_from_json(
     manifest = load_manifest(str(data.get("manifest", "")))
     release = release_from_json(data, metadata=metadata, manifest=manifest)
     live = (data.get("info") or {}).get("resources") or {}
-    pods = _objects(live, "Pod(related)") + _objects(live, "Pod")
+    # helm lists a pod once per workload or Service that selects it: keep one of each.
+    pods = list(
+        {_key(pod): pod for pod in _objects(live, "Pod(related)") + _objects(live, "Pod")}.values()
+    )
     daemonsets = _objects(live, "DaemonSet")
     statefulsets = _objects(live, "StatefulSet")
-    vineyardd_obj = _pick(daemonsets, "vineyardd", "vineyard")
+    vineyardd_obj = _pick([d for d in daemonsets if not _pool(d)], "vineyardd", "vineyard")
+    pools = sorted(
+        (daemonset_status(d, pods) for d in daemonsets if _pool(d)), key=lambda w: w.pool
+    )
     etcd_obj = _pick(statefulsets, "etcd", "etcd")
     manifest_ds = _pick(
-        [d for d in manifest if d.get("kind") == "DaemonSet"], "vineyardd", "vineyard"
+        [d for d in manifest if d.get("kind") == "DaemonSet" and not _pool(d)],
+        "vineyardd",
+        "vineyard",
     )
     return ReleaseStatus(
         release=release,
@@ -242,4 +274,10 @@ def status_from_json(
             )
         ),
         socket=socket_location(manifest_ds or vineyardd_obj or {}),
+        pools=tuple(pools),
     )
+
+
+def _key(obj: _Object) -> tuple[str, str]:
+    metadata = obj.get("metadata") or {}
+    return str(metadata.get("namespace", "")), str(metadata.get("name", ""))

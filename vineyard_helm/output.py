@@ -68,8 +68,10 @@ def status_lines(status: ReleaseStatus) -> list[str]:
     ]
     if status.vineyardd is None:
         lines.append("vineyardd: no DaemonSet found")
-    else:
-        lines.append(_workload_line("vineyardd", status.vineyardd, "pods"))
+    daemonsets = [("vineyardd", status.vineyardd)] if status.vineyardd else []
+    daemonsets += [(f"vineyardd pool {pool.pool}", pool) for pool in status.pools]
+    for label, daemonset in daemonsets:
+        lines.append(_workload_line(label, daemonset, "pods"))
         rows = [["NODE", "POD", "STATE", "UPDATED", "RESTARTS"]] + [
             [
                 pod.node or "(unscheduled)",
@@ -78,7 +80,7 @@ def status_lines(status: ReleaseStatus) -> list[str]:
                 "yes" if pod.updated else "no",
                 str(pod.restarts),
             ]
-            for pod in status.vineyardd.pods
+            for pod in daemonset.pods
         ]
         if len(rows) > 1:
             lines += table(rows, indent="  ")
@@ -119,6 +121,8 @@ def summary_line(status: ReleaseStatus) -> str:
     if status.vineyardd is not None:
         v = status.vineyardd
         parts.append(f"vineyardd {v.ready}/{v.desired} ready, {v.updated}/{v.desired} updated")
+    for pool in status.pools:
+        parts.append(f"pool {pool.pool} {pool.ready}/{pool.desired} ready")
     if status.etcd is not None:
         parts.append(f"etcd {status.etcd.ready}/{status.etcd.desired} members ready")
     return "; ".join(parts)

@@ -76,10 +76,16 @@ class WorkloadStatus:
     updated: int
     available: int
     pods: tuple[PodStatus, ...] = ()
+    pool: str = ""  # a vineyardd DaemonSet's node pool, as the chart publishes it ("": none)
 
     @property
     def is_ready(self) -> bool:
-        return self.desired > 0 and self.ready == self.desired and self.updated == self.desired
+        return self.desired > 0 and self.settled
+
+    @property
+    def settled(self) -> bool:
+        """Every pod it wants is ready and up to date (true of a pool without nodes, too)."""
+        return self.ready == self.desired and self.updated == self.desired
 
 
 @dataclass(frozen=True)
@@ -121,20 +127,24 @@ class SocketLocation:
 
 @dataclass(frozen=True)
 class ReleaseStatus:
-    """What `status` reports: the release, vineyardd per node, etcd, Services, the socket."""
+    """What `status` reports: the release, vineyardd per node (the release's own DaemonSet and
+    one per node pool), etcd, Services, the socket."""
 
     release: Release
     vineyardd: WorkloadStatus | None = None
     etcd: WorkloadStatus | None = None
     services: tuple[ServiceStatus, ...] = ()
     socket: SocketLocation | None = None
+    pools: tuple[WorkloadStatus, ...] = ()
 
     @property
     def ready(self) -> bool:
-        """Deployed, vineyardd ready and up to date on every node, etcd (if any) ready."""
-        if self.release.status != "deployed":
+        """Deployed, vineyardd ready and up to date on every node (in each pool too, and on at
+        least one node in all), etcd (if any) ready."""
+        if self.release.status != "deployed" or self.vineyardd is None:
             return False
-        if self.vineyardd is None or not self.vineyardd.is_ready:
+        daemonsets = (self.vineyardd, *self.pools)
+        if sum(d.desired for d in daemonsets) == 0 or not all(d.settled for d in daemonsets):
             return False
         return self.etcd is None or self.etcd.is_ready
 

@@ -11,7 +11,7 @@ import yaml
 
 import vineyard_helm
 from helmbin import CHART
-from status_fixture import METADATA, status_document
+from status_fixture import METADATA, live_pod, status_document
 from vineyard_helm import ReleaseStatus
 from vineyard_helm.helm_json import socket_location, status_from_json
 from vineyard_helm.output import format_status, summary_line
@@ -124,6 +124,87 @@ def test_helm3_style_resource_keys_without_related_pods_still_report(helm4: str)
     assert report.vineyardd is not None
     assert report.vineyardd.pods == ()
     assert report.vineyardd.ready == 2
+
+
+def owned(pod: dict, daemonset: str) -> dict:
+    """The pod as the API server has it: its DaemonSet named as its controller."""
+    reference = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "name": daemonset,
+        "controller": True,
+    }
+    pod["metadata"]["ownerReferences"] = [reference]
+    return pod
+
+
+def pooled_document(helm4: str, *, pool_ready: bool) -> dict:
+    """Two nodes of the release's own DaemonSet, one node of pool `big`; helm lists the pool's
+    pod twice (the release's own DaemonSet's selector matches it too)."""
+    document = status_document(helm4, nodes_ready=(True, True))
+    resources = document["info"]["resources"]
+    resources["v1/DaemonSet"][0]["status"]["updatedNumberScheduled"] = 2
+    for pod in resources["v1/Pod(related)"]:
+        if (
+            pod["metadata"]["name"].startswith("vineyard-")
+            and "etcd" not in pod["metadata"]["name"]
+        ):
+            owned(pod, "vineyard")
+    values = {"pools": [{"name": "big", "nodeSelector": {"vineyard.v6d.io/pool": "big"}}]}
+    manifests = vineyard_helm.render(values, helm=helm4)
+    pool = next(m for m in manifests if m["metadata"]["name"] == "vineyard-big")
+    pool["metadata"]["generation"] = 1
+    pool["status"] = {
+        "desiredNumberScheduled": 1,
+        "numberReady": int(pool_ready),
+        "updatedNumberScheduled": 1,
+        "numberAvailable": int(pool_ready),
+    }
+    labels = {**pool["spec"]["template"]["metadata"]["labels"], "pod-template-generation": "1"}
+    pod = owned(
+        live_pod("vineyard-big-x1", "big-0", "10.0.2.1", labels, ready=pool_ready), "vineyard-big"
+    )
+    resources["v1/DaemonSet"].append(pool)
+    resources["v1/Pod(related)"] += [pod, json.loads(json.dumps(pod))]
+    return document
+
+
+def test_node_pools_are_reported_each_with_its_own_pods(helm4: str) -> None:
+    report = status_from_json(pooled_document(helm4, pool_ready=True), metadata=METADATA)
+    assert [(p.pool, p.name, p.desired, p.ready) for p in report.pools] == [
+        ("big", "vineyard-big", 1, 1)
+    ]
+    assert [(p.name, p.node, p.updated) for p in report.pools[0].pods] == [
+        ("vineyard-big-x1", "big-0", True)
+    ]
+    assert report.vineyardd is not None
+    assert report.vineyardd.pool == ""
+    assert [p.node for p in report.vineyardd.pods] == ["node-0", "node-1"]
+    assert report.socket is not None
+    assert report.socket.host_path == "/var/run/vineyard/vineyard/vineyard"
+    assert report.ready
+    text = format_status(report)
+    assert "vineyardd pool big: 1/1 pods ready, 1/1 updated (DaemonSet vineyard-big)" in text
+    assert "pool big 1/1 ready" in summary_line(report)
+    assert report.to_dict()["pools"][0]["pool"] == "big"
+
+
+def test_a_pool_not_ready_keeps_the_release_not_ready(helm4: str) -> None:
+    report = status_from_json(pooled_document(helm4, pool_ready=False), metadata=METADATA)
+    assert report.vineyardd is not None
+    assert report.vineyardd.is_ready
+    assert not report.ready
+
+
+def test_a_daemonset_without_nodes_does_not_hold_the_release_back(helm4: str) -> None:
+    """With pools covering every node, the release's own DaemonSet may have none."""
+    document = pooled_document(helm4, pool_ready=True)
+    own = document["info"]["resources"]["v1/DaemonSet"][0]
+    own["status"] = {"desiredNumberScheduled": 0, "numberReady": 0, "updatedNumberScheduled": 0}
+    assert status_from_json(document, metadata=METADATA).ready
+    for pool in document["info"]["resources"]["v1/DaemonSet"][1:]:
+        pool["status"] = dict(own["status"])
+    assert not status_from_json(document, metadata=METADATA).ready
 
 
 SCENARIOS = sorted((CHART / "ci").glob("*-values.yaml"))
