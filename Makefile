@@ -71,6 +71,7 @@ bench: venv tools $(VENV)/.bench-installed
 	$(PY) bench/rollout.py
 	$(PY) bench/cost.py
 	$(PY) bench/scale.py
+	$(PY) bench/etcd_soak.py
 	$(PY) bench/report.py
 
 $(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
