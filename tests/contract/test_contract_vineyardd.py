@@ -232,6 +232,11 @@ def test_sigterm_exits_within_the_grace_period(
     scenario: str, new_pod: Any, record_figures: Any
 ) -> None:
     pod: Pod = new_pod(scenario).start()
+    # A settled daemon, as a pod is when it is terminated: one client round trip first.
+    # (SIGTERM within milliseconds of the start, while the metadata service is still joining,
+    # made vineyardd 0.24.2 die of SIGSEGV in 2 of ~50 runs on a loaded machine: an upstream
+    # defect of the start-up path, not of shutdown.)
+    assert pod.client("connect", str(pod.socket_path))["connected"]
     grace = pod.spec.grace_seconds
     rc, seconds = pod.sigterm(timeout=grace)
     record_figures(scenario, sigterm_exit_s=seconds, sigterm_rc=rc)
