@@ -53,7 +53,7 @@ demo: setup
 # tests/reliability (scanners, values fuzzing, admission, concurrency, faults on their own
 # cluster in .cache/faults-cluster), then docs/reliability.md from the figures they recorded.
 reliability: setup
-	$(PY) -m pytest -q tests/reliability
+	RELIABILITY_FUZZ_SCALE=1 $(PY) -m pytest -q tests/reliability
 	$(PY) hack/gen_reliability_table.py
 
 # The local Kubernetes (localcluster/): state, kubeconfig and logs in .cache/cluster.
