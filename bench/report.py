@@ -259,6 +259,115 @@ def cost_md(r: dict[str, Any]) -> list[str]:
     return rows
 
 
+def mib(n: float) -> str:
+    return f"{n / 2**20:.1f}"
+
+
+def soak_md(r: dict[str, Any]) -> list[str]:
+    real, check, eq, soak, summ = r["real"], r["check"], r["equivalence"], r["soak"], r["summary"]
+    idle, rs = real["idle"], real["restart"]
+    quota = summ["quota_bytes"]
+    rows = ["## 6. etcd soak", "",
+            f"{r['date']}; load average {r['load']['start'][0]:.1f} at start, "
+            f"{r['load']['end'][0]:.1f} at end (1-minute; {r['machine']['cores']} cores); "
+            f"{r['etcd_version']}, chart {r['versions']['chart']}, git {r['versions']['git']}; "
+            f"`{' '.join(r['argv']) or '(defaults)'}`", "",
+            "etcd runs with the chart's rendered flags (`helm template`), only the member's "
+            "name, URLs and data directory made local: `" + " ".join(r["etcd_flags"]) + "`.", "",
+            f"**Real heartbeat** ({real['daemons']} vineyardd 0.24.2 daemons with the chart's "
+            f"flags, idle {idle['seconds']:.0f} s; `{real['watch_command']}` and etcd's "
+            f"revision): every {real['heartbeat_interval_s']:g} s per instance, "
+            f"**{idle['revisions_per_minute_per_instance']:g} revisions per minute per "
+            f"instance**; one heartbeat, in order:", "",
+            "| step | operation | key | value bytes | lease |", "|---|---|---|---|---|"]
+    for i, (kind, key, size, lease) in enumerate(real["heartbeat_order"], 1):
+        rows.append(f"| {i} | {kind} | `{key}` | {size} | {'yes' if lease else 'no'} |")
+    rpcs = ", ".join(f"{k} {v:g}" for k, v in idle["rpcs_per_minute_per_instance"].items())
+    rows += ["", f"with `{{prefix}}` = `{real['prefix']}`. RPCs per minute per instance: {rpcs} "
+             f"(leases: TTL {real['lease_ttl_s']} s, each revoked: "
+             f"{idle['lease_revokes_per_minute_per_instance']:g} revokes per minute); "
+             f"{idle['raft_proposals_per_minute_per_instance']:g} raft proposals per minute per "
+             f"instance. The `timestamp` value is {real['timestamp_value']}.",
+             "", "A daemon's start (join) writes one txn: " + ", ".join(
+                 f"`{key.replace('{prefix}/', '')}` ({size} B)"
+                 for _, key, size, _ in real["join"]) + ", under the same lock.", ""]
+    view, early = real.get("client_view", {}), real.get("client_view_15s", {})
+    cl = real["cleanup"]
+    removal = ("no removal seen" if not cl["removed"] else
+               f"the first {cl['first_s']:.0f} s after its last heartbeat, then one every "
+               f"{cl['every_s']:.0f} s, one at a time ({cl['removed']} removed, "
+               f"{', '.join(f'{t:g}' for t in cl['removal_s_after_restart'])} s after the "
+               "first restarts)" if cl["every_s"] else
+               f"{cl['first_s']:.0f} s after its last heartbeat ({cl['removed']} removed)")
+    left = len(rs["stale_instance_ids"])
+    if left:
+        left = f"{left} ({', '.join(map(str, rs['stale_bytes_per_instance']))} bytes each)"
+    rows += [f"**Dead instances' entries.** {rs['how']}; watched "
+             f"{rs['seconds_watched_after']:.0f} s. Every daemon start is a new instance id "
+             f"(next_instance_id reached {rs['next_instance_id']}). A dead instance's entry (7 "
+             f"keys, no lease) stays until a live daemon removes it, under the lock, in one txn"
+             f": {removal}. Entries of dead instances left at the end: {left}. A live "
+             f"daemon's client (`IPCClient.meta`) listed {len(early)} instances 15 s after "
+             f"the first restarts, dead ones included, and {len(view)} at the end.", "",
+             f"**Generator check** ({check['nodes']} nodes with the real daemons' identities, "
+             f"{check['rounds']} heartbeats each, against the events above): exact replay "
+             f"(one request per operation, as vineyardd) "
+             f"{'matches' if check['ok'] else '**differs**'}: same operations per heartbeat, "
+             f"same order, {check['exact']['revisions_per_heartbeat']:g} revisions per heartbeat,"
+             f" same join{', same removal' if 'same_cleanup' in check['exact'] else ''}; "
+             f"grouped (the soak's form) writes the same operations per heartbeat and the "
+             f"same instance entries in "
+             f"{check['grouped']['revisions_per_heartbeat']:g} revisions per heartbeat.", "",
+             f"**Exact vs grouped** ({eq['nodes']} nodes, {eq['rounds']} heartbeats each, fresh "
+             f"members): in use after the heartbeats {eq['exact']['db_size_in_use']} vs "
+             f"{eq['grouped']['db_size_in_use']} bytes; the heartbeats' own growth grouped / "
+             f"exact = {eq['heartbeats_in_use_grouped_over_exact']:.2f}. Rates: exact "
+             f"{eq['exact']['heartbeats_per_s']} heartbeats/s (every one through the single "
+             f"`meta_sync_lock`), grouped {eq['grouped']['heartbeats_per_s']}.", ""]
+    hours = soak["simulated_hours"]
+    rows += [f"**Soak**: {soak['nodes']} nodes for {hours:g} simulated hours = "
+             f"**{soak['node_days']:g} node-days** in {soak['wall_s'] / 60:.1f} min "
+             f"(x{soak['compression']:g}; {soak['heartbeats_per_s']} heartbeats/s"
+             f"{'; stopped at the wall-time cap' if soak['stopped_early'] else ''}); etcd's "
+             f"periodic compactor run on the simulated clock (retention "
+             f"{soak['compactor']['retention_s'] / 3600:g} h, checked every "
+             f"{soak['compactor']['retry_s'] / 60:g} min), `etcdctl defrag` at "
+             f"{soak['defrag_at']} each simulated day, "
+             f"{soak['restarts_per_day']:g} rolling restart(s) of every node per day "
+             "(first at 04:00).", "",
+             "| simulated hours | node-days at end | max dbSize MiB | max in use MiB | "
+             "min in use MiB | etcd revision at end | vineyardd revisions at end |",
+             "|---|---|---|---|---|---|---|"]
+    for w in summ["per_6h"]:
+        end_h = min(w["from_h"] + 6, hours)
+        rows.append(f"| {w['from_h']:g}-{end_h:g} | {soak['nodes'] * end_h / 24:g} | "
+                    f"{mib(w['max_db_size'])} | {mib(w['max_db_size_in_use'])} | "
+                    f"{mib(w['min_db_size_in_use'])} | {w['revision_end']} | "
+                    f"{w['vineyardd_revision_end']} |")
+    compactions = [e for e in soak["events"] if "compact_to" in e]
+    defrags = [e for e in soak["events"] if e.get("defrag")]
+    live = soak["live_only"]
+    rows += ["", f"Plateau (highest dbSize after the first 3 simulated hours): "
+             f"**{mib(summ['plateau_db_size'])} MiB = "
+             f"{summ['plateau_fraction_of_quota']:.0%} of the {mib(quota)} MiB quota**; highest "
+             f"dbSize of the run {mib(summ['max_db_size'])} MiB, highest in use "
+             f"{mib(summ['max_db_size_in_use'])} MiB; alarms at the end: "
+             f"{soak['alarms'] or 'none'}. {len(compactions)} compactions (longest "
+             f"{max((e['seconds'] for e in compactions), default=0):g} s, writes paused), "
+             f"{len(defrags)} defragmentations (longest "
+             f"{max((e['seconds'] for e in defrags), default=0):g} s). "
+             f"{soak.get('cleanups', 0)} dead instances' entries removed, "
+             f"{soak.get('cleanups_pending_at_end', 0)} still queued at the end (one every "
+             f"{real['cleanup']['every_s'] or 0:.0f} s). 'vineyardd revisions' counts 3 per "
+             f"heartbeat, join and removal, as the daemons spend them; the soak groups them, so "
+             f"etcd's own revision grows slower.", "",
+             f"At the end, everything compacted and defragmented (not the chart's schedule): "
+             f"{live['keys']} keys, {live['key_and_value_bytes']} bytes of keys and values, "
+             f"dbSize {mib(live['db_size'])} MiB; {soak['instances_with_keys_at_end']} instances "
+             f"have entries for {soak['nodes']} nodes.", ""]
+    return rows
+
+
 def plotted_sizes(results: dict[str, Any]) -> list[dict[str, Any]]:
     """The node counts of the time-to-ready plot: ready and scale runs that finished."""
     sizes = [s for fam in ("ready", "scale") if fam in results for s in results[fam]["sizes"]
@@ -271,7 +380,8 @@ def planned_plots(results: dict[str, Any]) -> list[str]:
     return [name for name, present in (("overhead.png", "overhead" in results),
                                        ("ready.png", bool(plotted_sizes(results))),
                                        ("rollout.png", "rollout" in results),
-                                       ("cost.png", "cost" in results)) if present]
+                                       ("cost.png", "cost" in results),
+                                       ("etcd_soak.png", "etcd-soak" in results)) if present]
 
 
 def plots(results: dict[str, Any]) -> list[str]:
@@ -358,6 +468,38 @@ def plots(results: dict[str, Any]) -> list[str]:
         fig.tight_layout()
         fig.savefig(PLOTS / "cost.png", dpi=100)
         made.append("cost.png")
+    if "etcd-soak" in results:
+        soak = results["etcd-soak"]["soak"]
+        col = {c: i for i, c in enumerate(soak["columns"])}
+        rows = soak["samples"]
+        x = [row[col["sim_h"]] for row in rows]
+        fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True,
+                                          gridspec_kw={"height_ratios": [2, 1]})
+        top.plot(x, [row[col["db_size"]] / 2**20 for row in rows], label="dbSize")
+        top.plot(x, [row[col["db_size_in_use"]] / 2**20 for row in rows], label="dbSizeInUse")
+        quota = results["etcd-soak"]["summary"]["quota_bytes"] / 2**20
+        top.axhline(quota, color="red", ls="--", label=f"quota ({quota:.0f} MiB)")
+        marks = {"defrag": ("purple", "defrag"), "rolling_restart": ("green", "restart of "
+                                                                        "every node")}
+        for key, (color, label) in marks.items():
+            for i, e in enumerate(x for x in soak["events"] if x.get(key)):
+                top.axvline(e["sim_h"], color=color, ls=":", lw=1,
+                            label=label if i == 0 else None)
+        top.set_ylim(0, quota * 1.1)
+        top.set_ylabel("MiB")
+        top.set_title(f"etcd, {soak['nodes']} nodes' vineyardd: {soak['node_days']:g} "
+                      f"node-days")
+        top.legend(fontsize=8, loc="lower right", ncol=3)
+        bottom.plot(x, [row[col["vineyardd_revision"]] / 1e6 for row in rows],
+                    label="vineyardd revisions (3 per heartbeat)")
+        bottom.plot(x, [row[col["revision"]] / 1e6 for row in rows],
+                    label="etcd revision (heartbeats grouped)")
+        bottom.set_ylabel("millions")
+        bottom.set_xlabel("simulated hours")
+        bottom.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(PLOTS / "etcd_soak.png", dpi=100)
+        made.append("etcd_soak.png")
     plt.close("all")
     assert made == planned_plots(results), (made, planned_plots(results))
     return made
@@ -383,6 +525,8 @@ def markdown(results: dict[str, Any], plot_names: list[str]) -> str:
         md += cost_md(results["cost"])
     if "scale" in results:
         md += scale_md(results["scale"])
+    if "etcd-soak" in results:
+        md += soak_md(results["etcd-soak"])
     md += ["## Plots", ""] + [f"![{m}](plots/{m})" for m in plot_names] + [""]
     return "\n".join(md)
 
