@@ -4,7 +4,8 @@ simulated time.
 
     python bench/etcd_soak.py [--nodes 1000] [--days 0.2] [--max-minutes 5]
                               [--restarts-per-day 1] [--measure-seconds 60]
-    (the committed figures: --days 1.5 --max-minutes 60)
+    (the committed figures: --days 1.5 --max-minutes 50 --measure-seconds 120
+     --after-restart-seconds 200 --check-nodes 200 --check-rounds 10)
 
 Everything runs in a private network namespace holding only loopback (`unshare -n`, as root):
 etcd, the vineyardd daemons (whose RPC binds 0.0.0.0) and the generator's clients, all on
