@@ -192,6 +192,19 @@ def hostpath_socket(host_dir: str) -> dict:
             "env": [{"name": "VINEYARD_IPC_SOCKET", "value": "/var/run/vineyard/vineyard.sock"}]}
 
 
+def pvc_socket(claim: str) -> dict:
+    """The volume, mount and env of a workload pod in PVC mode, as NOTES.txt prints them (each
+    node's socket in <claim>/<node name>/)."""
+    return {"volumes": [{"name": "vineyard-socket",
+                         "persistentVolumeClaim": {"claimName": claim}}],
+            "mounts": [{"name": "vineyard-socket", "mountPath": "/var/run/vineyard",
+                        "readOnly": True}],
+            "env": [{"name": "NODE_NAME",
+                     "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                    {"name": "VINEYARD_IPC_SOCKET",
+                     "value": "/var/run/vineyard/$(NODE_NAME)/vineyard.sock"}]}
+
+
 def run_pod(cluster: Cluster, ns: str, pod: dict, timeout: float = 180) -> tuple[str, str]:
     """Creates the pod, waits until it ends; returns (phase, logs)."""
     name = pod["metadata"]["name"]

@@ -49,6 +49,14 @@ def test_nospace_alarm_is_raised_at_the_quota_and_the_documented_recovery_clears
         real_cluster: Cluster, namespace: str) -> None:
     Helm(real_cluster, namespace).install("vy", "etcd.backendQuota=64Mi",
                                           "etcd.persistence.size=384Mi")
+    sock = hostpath_socket(f"/var/run/vineyard/{namespace}/vy")
+    # A name written before the alarm: reading it back during the alarm must work.
+    named_before = ("import numpy as np, vineyard\nc = vineyard.connect()\n"
+                    "oid = c.put(np.arange(10)); c.persist(oid); c.put_name(oid, 'before')\n"
+                    "print('NAMED')\n")
+    _, out = run_pod(real_cluster, namespace, worker_pod("named-before", named_before,
+                                                         groups=[SOCKET_GID], **sock))
+    assert "NAMED" in out, out
     member = "vy-vineyard-etcd-0"
 
     def etcdctl(*args: str, stdin: str | None = None):
@@ -65,7 +73,15 @@ def test_nospace_alarm_is_raised_at_the_quota_and_the_documented_recovery_clears
     refused = etcdctl("put", "/after/alarm", "v")
     assert refused.returncode != 0
     assert "database space exceeded" in refused.stderr, refused.stderr
-    sock = hostpath_socket(f"/var/run/vineyard/{namespace}/vy")
+    # The member stays in the Service and is not restarted: its probes exclude NOSPACE (the
+    # liveness probe would otherwise restart it after 6 x 10 s, and the alarm survives that).
+    time.sleep(70)
+    pod = real_cluster.api.get(f"/api/v1/namespaces/{namespace}/pods/{member}")
+    statuses = pod["status"]["containerStatuses"]
+    assert [c["restartCount"] for c in statuses] == [0], statuses
+    assert all(c["ready"] for c in statuses), statuses
+    assert etcdctl("get", "/fill/one", "--keys-only").stdout.strip() == "/fill/one"
+
     # During the alarm a name cannot be written (persist() would block until etcd takes
     # writes again, so the object is named unpersisted: the etcd error comes first).
     name_only = ("import numpy as np, vineyard\nc = vineyard.connect()\n"
@@ -76,6 +92,11 @@ def test_nospace_alarm_is_raised_at_the_quota_and_the_documented_recovery_clears
                                                          groups=[SOCKET_GID], **sock))
     record("vineyard put_name during NOSPACE", out.strip().splitlines()[-1:])
     assert "REFUSED EtcdErrorException" in out, out
+    get_name = ("import vineyard\nc = vineyard.connect()\n"
+                "print('FOUND', int(c.get_name('before')))\n")
+    _, out = run_pod(real_cluster, namespace, worker_pod("read-alarm", get_name,
+                                                         groups=[SOCKET_GID], **sock))
+    assert "FOUND" in out, out
     put_named = name_only.replace("c.put_name(", "c.persist(oid); c.put_name(")
 
     # The chart README's procedure (Operations, "Quota and the NOSPACE alarm").

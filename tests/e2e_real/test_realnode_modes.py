@@ -17,6 +17,7 @@ from .conftest import (
     SOCKET_GID,
     Helm,
     hostpath_socket,
+    pvc_socket,
     ready_pods,
     record,
     run_pod,
@@ -31,14 +32,7 @@ def test_pvc_mode_cross_pod(real_cluster: Cluster, namespace: str, local_pvs) ->
     seconds = helm.install("vy", "socket.volume.type=persistentVolumeClaim",
                            "socket.volume.persistentVolumeClaim.storageClass=")
     record("helm install to all pods Ready (PVC mode, real node), s", round(seconds, 1))
-    claim = {"volumes": [{"name": "vineyard-socket",
-                          "persistentVolumeClaim": {"claimName": "vy-vineyard-socket"}}],
-             "mounts": [{"name": "vineyard-socket", "mountPath": "/var/run/vineyard",
-                         "readOnly": True}],
-             "env": [{"name": "NODE_NAME",
-                      "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-                     {"name": "VINEYARD_IPC_SOCKET",
-                      "value": "/var/run/vineyard/$(NODE_NAME)/vineyard.sock"}]}
+    claim = pvc_socket("vy-vineyard-socket")
     phase, out = run_pod(real_cluster, namespace, worker_pod("pvc-a", PUT, groups=[SOCKET_GID],
                                                              **claim))
     assert phase == "Succeeded", out
@@ -175,3 +169,30 @@ def test_upgrade_rolls_and_serves_then_uninstall_leaves_nothing(
 
     # Dead containers are garbage-collected by kubelet (every minute); mounts go at once.
     assert wait_until(nothing_left, 150, 2.0), node._ctr("containers", "ls").stdout
+
+
+def test_socket_volume_type_change_on_upgrade_moves_the_socket(
+        real_cluster: Cluster, namespace: str, local_pvs) -> None:
+    """What the chart README says an upgrade of socket.volume.type does to running workloads:
+    vineyardd restarts on the new volume, a workload still mounting the old location finds no
+    live socket there, and one with the mount NOTES prints for the new mode connects."""
+    probe = ("import os, socket\ns = socket.socket(socket.AF_UNIX)\n"
+             "try:\n    s.connect(os.environ['VINEYARD_IPC_SOCKET']); print('CONNECTED')\n"
+             "except OSError as e:\n    print('REFUSED', e.errno)\n")
+    helm = Helm(real_cluster, namespace)
+    helm.install("vy")
+    old = hostpath_socket(f"/var/run/vineyard/{namespace}/vy")
+    _, out = run_pod(real_cluster, namespace, worker_pod("old-before", probe,
+                                                         groups=[SOCKET_GID], **old))
+    assert "CONNECTED" in out, out
+    local_pvs(namespace, "vy-vineyard-socket", ["ReadWriteMany"])
+    helm("upgrade", "vy", str(CHART), "--reuse-values", "--set",
+         "socket.volume.type=persistentVolumeClaim", "--set",
+         "socket.volume.persistentVolumeClaim.storageClass=", "--wait", "--timeout", "4m")
+    _, out = run_pod(real_cluster, namespace, worker_pod("old-after", probe,
+                                                         groups=[SOCKET_GID], **old))
+    assert "REFUSED" in out, out   # ECONNREFUSED (stale file) or ENOENT: nobody listens there
+    claim = pvc_socket("vy-vineyard-socket")
+    _, out = run_pod(real_cluster, namespace, worker_pod("new-after", probe,
+                                                         groups=[SOCKET_GID], **claim))
+    assert "CONNECTED" in out, out
