@@ -210,6 +210,11 @@ class RealNode:
                         .returncode == 0, timeout, env=proxy_env)
             images_mod.Images().import_into(
                 self.sock, {r: build.archives[r] for r in images_mod.IMPORTED})
+            # containerd's store outlives `down`: a copy of an earlier build under the same
+            # tag would shadow the mirror's (pullPolicy IfNotPresent). Pulled again on first
+            # use, from loopback, in about a second.
+            for ref in images_mod.MIRRORED:
+                self._ctr("images", "rm", ref)
             self.timings["containerd + images imported"] = time.monotonic() - start
             t_kubelet = time.monotonic()
             self._start("kubelet", self._kubelet_argv(), self._node_ready, timeout)
