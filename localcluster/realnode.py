@@ -244,8 +244,7 @@ class RealNode:
             last = None
         if last is not None and last != self.cluster.state_dir and last.exists():
             # A run that died without `down`: its own teardown removes what it made.
-            from .cluster import Cluster
-            Cluster(last, bin_dir=self.cluster.bin_dir).real_node().down()
+            type(self.cluster)(last, bin_dir=self.cluster.bin_dir).real_node().down()
         OWNER_FILE.write_text(json.dumps({"state_dir": str(self.cluster.state_dir),
                                           "id": self.id}) + "\n")
 
@@ -298,10 +297,10 @@ class RealNode:
         _run("ip", "addr", "add", f"{NODE_IP}/24", "dev", BRIDGE)
         _run("ip", "link", "set", BRIDGE, "up")
 
-    def _egress_rules(self) -> list[tuple[str, list[str]]]:
+    def _egress_rules(self) -> None:
         """Drops and counts, in LC-EGRESS-<id>, what the node's processes send (OUTPUT, matched
         by their cgroup) or its pods send (FORWARD from the bridge) to anywhere but this
-        machine's own addresses and the pod subnet. Returns the rules, for `down`."""
+        machine's own addresses and the pod subnet (`_remove_egress_rules` undoes it)."""
         comment = ["-m", "comment", "--comment", f"localcluster {self.id}: stays on this machine"]
         jumps = [("OUTPUT", ["-m", "cgroup", "--path", self.cgroup, *comment,
                              "-j", self.output_chain]),
@@ -329,7 +328,6 @@ class RealNode:
                 if tool == "ip6tables" and parent == "FORWARD":
                     continue   # the bridge carries IPv4 only
                 _run(tool, "-I", parent, *rule)
-        return jumps
 
     def _drop_counts(self) -> dict[str, int]:
         counts = {"egress": 0, "service": 0}
@@ -624,10 +622,8 @@ state = "{self.run_dir / 'state'}"
     def _remove_egress_rules(self) -> None:
         for tool in ("iptables", "ip6tables"):
             rules = _run(f"{tool}-save", "-t", "filter", check=False).stdout.splitlines()
-            for line in rules:
-                if (line.startswith("-A ") and f"-j {self.output_chain}" in line) \
-                        or (line.startswith("-A ") and f"-j {self.egress_chain}" in line \
-                        and not line.startswith(f"-A {self.output_chain}")):
+            for line in rules:   # the jumps from OUTPUT and FORWARD; the chains go below
+                if line.startswith(("-A OUTPUT ", "-A FORWARD ")) and self.id in line:
                     _run(tool, "-D", *shlex.split(line[3:]), check=False)
             for chain in (self.output_chain, self.egress_chain):
                 _run(tool, "-F", chain, check=False)
@@ -645,8 +641,8 @@ state = "{self.run_dir / 'state'}"
                     os.rmdir(dirpath)
 
     def _our_mounts(self) -> list[str]:
-        ours = {f"/run/netns/{ns.name}" for ns in self._our_netns()}
-        ours |= {f"/var/run/netns/{ns.name}" for ns in self._our_netns()}
+        names = [ns.name for ns in self._our_netns()]
+        ours = {f"{d}/{n}" for d in ("/run/netns", "/var/run/netns") for n in names}
         roots = (str(self.run_dir) + "/", str(self.dir) + "/")
         mounts = []
         for line in Path("/proc/self/mountinfo").read_text().splitlines():
@@ -676,14 +672,14 @@ state = "{self.run_dir / 'state'}"
         out["netns"] = [p.name for p in self._our_netns()] if self.host_file.exists() else []
         out["mounts"] = [m for m in self._our_mounts() if m != str(self.kubelet_root)]
         out["run_dir"] = [str(self.run_dir)] if self.run_dir.exists() else []
+        machine_wide = live_owner() is None   # the bridge and KUBE-* are ours to account for
         chains = []
         for tool in ("iptables", "ip6tables"):
             dump = _run(f"{tool}-save", check=False).stdout
-            chains += [f"{tool}: {line}" for line in dump.splitlines() if self.id in line]
-            if live_owner() is None:
-                chains += [f"{tool}: {line}" for line in dump.splitlines() if "KUBE-" in line]
+            chains += [f"{tool}: {line}" for line in dump.splitlines()
+                       if self.id in line or (machine_wide and "KUBE-" in line)]
         out["iptables"] = chains
-        if live_owner() is None:
+        if machine_wide:
             out["bridge"] = [BRIDGE] if Path(f"/sys/class/net/{BRIDGE}").exists() else []
         out["cgroups"] = [str(h / self.cgroup) for h in _hierarchies()
                           if (h / self.cgroup).exists()]

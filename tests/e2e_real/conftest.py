@@ -38,6 +38,11 @@ CHART = REPO_ROOT / "charts" / "vineyard"
 MEASURE_FILE = REPO_ROOT / ".cache" / "realnode-measurements.json"
 WORKER_UID = 1001          # not vineyardd's uid, not in the socket group unless given
 SOCKET_GID = 2000
+# A raw connect to the socket: CONNECTED, or REFUSED and the errno (13: EACCES).
+CONNECT_PROBE = ("import os, socket\ns = socket.socket(socket.AF_UNIX)\n"
+                 "try:\n    s.connect(os.environ['VINEYARD_IPC_SOCKET']); print('CONNECTED')\n"
+                 "except OSError as e:\n    print('REFUSED', e.errno)\n")
+
 # Packets the egress counter is expected to see: only those a test sends on purpose to prove
 # that the counter counts (test_realnode_egress.py adds them).
 EXPECTED_EGRESS: list[int] = []

@@ -10,13 +10,10 @@ import json
 
 from localcluster import Cluster, wait_until
 
-from .conftest import CHART, SOCKET_GID, Helm, hostpath_socket, run_pod, worker_pod
+from .conftest import CHART, CONNECT_PROBE, SOCKET_GID, Helm, hostpath_socket, run_pod, worker_pod
 from .test_realnode_chart import PUT
 
 CLIENT_SA = "vineyard-client"
-PROBE = ("import os, socket\ns = socket.socket(socket.AF_UNIX)\n"
-         "try:\n    s.connect(os.environ['VINEYARD_IPC_SOCKET']); print('CONNECTED')\n"
-         "except OSError as e:\n    print('REFUSED', e.errno)\n")
 
 
 def _create(cluster: Cluster, ns: str, obj: dict, *, dry_run: bool = False) -> tuple[bool, str]:
@@ -86,7 +83,7 @@ def test_the_socket_file_mount_skips_the_directory_until_admission_refuses_it(
     host_dir = f"/var/run/vineyard/{namespace}/vy"
     # Neither the group nor the directory: the socket file itself as the volume.
     bypass = worker_pod(
-        "bypass", PROBE,
+        "bypass", CONNECT_PROBE,
         volumes=[{"name": "sock", "hostPath": {"path": f"{host_dir}/vineyard.sock",
                                                "type": "Socket"}}],
         mounts=[{"name": "sock", "mountPath": "/sock/vineyard.sock"}],
@@ -95,7 +92,7 @@ def test_the_socket_file_mount_skips_the_directory_until_admission_refuses_it(
     assert "CONNECTED" in out, out
     # The same worker through the directory: the kernel refuses it (EACCES), layer 1 works.
     _, out = run_pod(real_cluster, namespace,
-                     worker_pod("through-dir", PROBE, **hostpath_socket(host_dir)))
+                     worker_pod("through-dir", CONNECT_PROBE, **hostpath_socket(host_dir)))
     assert "REFUSED 13" in out, out
 
     helm("upgrade", "vy", str(CHART), "--reuse-values", "--set", "admission.enabled=true",

@@ -14,6 +14,7 @@ from localcluster import Cluster, wait_until
 
 from .conftest import (
     CHART,
+    CONNECT_PROBE,
     SOCKET_GID,
     Helm,
     hostpath_socket,
@@ -42,12 +43,9 @@ def test_pvc_mode_cross_pod(real_cluster: Cluster, namespace: str, local_pvs) ->
     assert phase == "Succeeded", out
     assert "EQUAL" in out, out
     # The claim is mountable by any pod of the namespace: the directory's group still gates.
-    probe = ("import os, socket\ns = socket.socket(socket.AF_UNIX)\n"
-             "try:\n    s.connect(os.environ['VINEYARD_IPC_SOCKET']); print('CONNECTED')\n"
-             "except OSError as e:\n    print('REFUSED', e.errno)\n")
-    _, out = run_pod(real_cluster, namespace, worker_pod("pvc-no-group", probe, **claim))
+    _, out = run_pod(real_cluster, namespace, worker_pod("pvc-no-group", CONNECT_PROBE, **claim))
     assert "REFUSED 13" in out, out   # EACCES
-    _, out = run_pod(real_cluster, namespace, worker_pod("pvc-group", probe,
+    _, out = run_pod(real_cluster, namespace, worker_pod("pvc-group", CONNECT_PROBE,
                                                          groups=[SOCKET_GID], **claim))
     assert "CONNECTED" in out, out
     res = helm("test", "vy", "--logs", "--timeout", "3m")
@@ -176,23 +174,20 @@ def test_socket_volume_type_change_on_upgrade_moves_the_socket(
     """What the chart README says an upgrade of socket.volume.type does to running workloads:
     vineyardd restarts on the new volume, a workload still mounting the old location finds no
     live socket there, and one with the mount NOTES prints for the new mode connects."""
-    probe = ("import os, socket\ns = socket.socket(socket.AF_UNIX)\n"
-             "try:\n    s.connect(os.environ['VINEYARD_IPC_SOCKET']); print('CONNECTED')\n"
-             "except OSError as e:\n    print('REFUSED', e.errno)\n")
     helm = Helm(real_cluster, namespace)
     helm.install("vy")
     old = hostpath_socket(f"/var/run/vineyard/{namespace}/vy")
-    _, out = run_pod(real_cluster, namespace, worker_pod("old-before", probe,
+    _, out = run_pod(real_cluster, namespace, worker_pod("old-before", CONNECT_PROBE,
                                                          groups=[SOCKET_GID], **old))
     assert "CONNECTED" in out, out
     local_pvs(namespace, "vy-vineyard-socket", ["ReadWriteMany"])
     helm("upgrade", "vy", str(CHART), "--reuse-values", "--set",
          "socket.volume.type=persistentVolumeClaim", "--set",
          "socket.volume.persistentVolumeClaim.storageClass=", "--wait", "--timeout", "4m")
-    _, out = run_pod(real_cluster, namespace, worker_pod("old-after", probe,
+    _, out = run_pod(real_cluster, namespace, worker_pod("old-after", CONNECT_PROBE,
                                                          groups=[SOCKET_GID], **old))
     assert "REFUSED" in out, out   # ECONNREFUSED (stale file) or ENOENT: nobody listens there
     claim = pvc_socket("vy-vineyard-socket")
-    _, out = run_pod(real_cluster, namespace, worker_pod("new-after", probe,
+    _, out = run_pod(real_cluster, namespace, worker_pod("new-after", CONNECT_PROBE,
                                                          groups=[SOCKET_GID], **claim))
     assert "CONNECTED" in out, out
