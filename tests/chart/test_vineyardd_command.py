@@ -137,9 +137,14 @@ def test_socket_flag_lives_in_the_socket_volume(scenario: str, rendered_scenario
     for probe in ("startupProbe", "readinessProbe"):
         command = container[probe]["exec"]["command"]
         assert command[:2] == ["sh", "-c"]
-        tested = shlex.split(command[2])
-        assert tested[:2] == ["test", "-S"]
-        assert tested[2] == socket.replace("$(MY_NODE_NAME)", "${MY_NODE_NAME}")
+        # A listening socket bound at the flag's path, as /proc/net/unix lists it.
+        grep, quiet, pattern, table = shlex.split(command[2])
+        assert (grep, quiet, table) == ("grep", "-qE", "/proc/net/unix")
+        path = socket.replace("$(MY_NODE_NAME)", "${MY_NODE_NAME}")
+        # Only "." needs escaping: the schema keeps other regex characters out of socket paths,
+        # and ${MY_NODE_NAME} is expanded by the shell before grep sees the pattern.
+        assert not re.search(r"[\\^*+?()\[\]|]", path)
+        assert pattern == " 00010000 0001 01 +[0-9]+ " + path.replace(".", "\\.") + "$"
 
 
 def test_spill_flags_and_volume_appear_only_when_a_path_is_set() -> None:

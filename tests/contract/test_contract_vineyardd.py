@@ -6,8 +6,10 @@ what is mapped onto this host and why."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import stat
 import time
 from pathlib import Path
@@ -223,8 +225,25 @@ def test_probes_pass_while_serving_and_fail_after_shutdown(scenario: str, new_po
     pod: Pod = new_pod(scenario).start()
     kinds = ("startupProbe", "readinessProbe", "livenessProbe")
     assert {k: pod.probe(k) for k in kinds} == dict.fromkeys(kinds, True)
+    # Settled first, as in the SIGTERM test below (upstream's SIGSEGV on a SIGTERM during start-up).
+    assert pod.client("connect", str(pod.socket_path))["connected"]
     pod.sigterm(timeout=pod.spec.grace_seconds)
     assert {k: pod.probe(k) for k in kinds} == dict.fromkeys(kinds, False)
+
+
+@pytest.mark.parametrize("scenario", ["hostpath", "pvc"])
+def test_probes_fail_on_a_socket_file_left_by_a_killed_daemon(scenario: str, new_pod: Any) -> None:
+    """A crashed vineyardd leaves its socket file (SIGKILL and SIGSEGV skip the unlink; a hostPath
+    or claim keeps it across container restarts): the socket probes must not take the file for a
+    listening daemon, or a restarted container is Ready before it serves."""
+    pod: Pod = new_pod(scenario).start()
+    assert pod.probe("readinessProbe")
+    assert pod.daemon is not None
+    os.kill(pod.daemon.pid, signal.SIGKILL)
+    assert pod.daemon.wait(10) == -signal.SIGKILL
+    assert pod.socket_path.is_socket()  # the file is still there
+    assert not pod.probe("startupProbe")
+    assert not pod.probe("readinessProbe")
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

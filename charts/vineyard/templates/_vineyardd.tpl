@@ -222,14 +222,20 @@ point where it would look for an etcd of its own.
   {{- end }}
 {{- end }}
 
-{{/* The probe command: the socket exists once vineyardd is listening on it. */}}
+{{/*
+The probe command: vineyardd is listening on its socket. A socket *file* outlives a daemon that
+crashed (SIGSEGV leaves it behind, and a hostPath keeps it across container restarts), so the
+probe asks the kernel instead: /proc/net/unix lists a listening (flags 00010000, state 01) stream
+socket bound at this path only while a live process in the pod's network namespace holds it.
+*/}}
 {{- define "vineyard.probe.socket" -}}
 {{- /* Probes get no $(VAR) expansion from the kubelet, so the shell expands the node name. */ -}}
+{{- $path := include "vineyard.socket.path" . | replace "$(MY_NODE_NAME)" "${MY_NODE_NAME}" | replace "." "\\." }}
 exec:
   command:
     - sh
     - -c
-    - test -S "{{ include "vineyard.socket.path" . | replace "$(MY_NODE_NAME)" "${MY_NODE_NAME}" }}"
+    - grep -qE " 00010000 0001 01 +[0-9]+ {{ $path }}$" /proc/net/unix
 {{- end }}
 
 {{/*
