@@ -576,6 +576,11 @@ state = "{self.run_dir / 'state'}"
     def _ctr(self, *args: str, check: bool = False) -> subprocess.CompletedProcess:
         return _run("ctr", "--address", self.sock, "-n", "k8s.io", *args, check=check)
 
+    def kill_container(self, container_id: str) -> None:
+        """SIGKILL to a container's process, as the OOM killer or a crash would end it: the
+        kubelet sees it exit and restarts it in the same pod (fault tests)."""
+        self._ctr("tasks", "kill", "-s", "SIGKILL", container_id, check=True)
+
     def _remove_containers(self, forced: list[str]) -> None:
         tasks = self._ctr("tasks", "ls", "-q").stdout.split()
         for task in tasks:

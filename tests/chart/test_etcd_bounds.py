@@ -7,7 +7,16 @@ from typing import Any
 
 import pytest
 
-from chart_render import SCENARIOS, HelmFailed, find, render, run_helm_template, scenario_values
+from chart_render import (
+    SCENARIOS,
+    HelmFailed,
+    deep_merge,
+    default_values,
+    find,
+    render,
+    run_helm_template,
+    scenario_values,
+)
 
 MI = 1024 * 1024
 DEFAULT_BOUNDS = {
@@ -65,7 +74,8 @@ def test_the_data_volume_holds_two_databases_the_wal_and_snapshots(
     flags = etcd_flags(manifests)
     needed = 2 * int(flags["quota-backend-bytes"]) + (int(flags["max-wals"]) + 2) * 64 * MI
     assert data_volume_bytes(manifests) >= needed
-    persistent = scenario_values(scenario).get("etcd", {}).get("persistence", {}).get("enabled")
+    etcd = deep_merge(default_values(), scenario_values(scenario))["etcd"]
+    persistent = etcd["persistence"]["enabled"]
     assert bool(find(manifests, "StatefulSet")["spec"].get("volumeClaimTemplates")) == bool(
         persistent
     )
@@ -109,15 +119,19 @@ def test_bounds_are_rendered_as_etcd_reads_them(
         (
             {"backendQuota": "512Mi"},
             [
-                "etcd.persistence.size (1Gi, each member's emptyDir size limit)",
+                "etcd.persistence.size (1Gi, each member's claim)",
                 "etcd.backendQuota (512Mi)",
                 "etcd.maxWals (2)",
                 "= 1280Mi",
             ],
         ),
         (
-            {"persistence": {"enabled": True, "size": "1Gi"}, "maxWals": 5},
-            ["etcd.persistence.size (1Gi, each member's claim)", "etcd.maxWals (5)", "= 1216Mi"],
+            {"persistence": {"enabled": False, "size": "1Gi"}, "maxWals": 5},
+            [
+                "etcd.persistence.size (1Gi, each member's emptyDir size limit)",
+                "etcd.maxWals (5)",
+                "= 1216Mi",
+            ],
         ),
         ({"persistence": {"size": 2 * 1024 * MI}, "backendQuota": "897Mi"}, ["= 2050Mi"]),
         ({"backendQuota": "32Mi"}, ["etcd.backendQuota (32Mi) is below 64Mi", "NOSPACE"]),

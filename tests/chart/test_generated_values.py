@@ -10,6 +10,7 @@ from typing import Any
 
 import jsonschema
 import kubernetes_validate
+import pytest
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
@@ -140,6 +141,14 @@ def test_every_combination_of_modes_renders_valid_objects(
     }
     if socket_type == "emptyDir":
         values["sidecars"] = [{"name": "worker", "image": "python:3.11"}]
+    if meta == "etcd" and replicas > 1 and not persistence:
+        # A member replaced on emptyDir cannot rejoin: refused, naming both values.
+        with pytest.raises(HelmFailed) as failure:
+            render(values)
+        assert f"etcd.replicaCount ({replicas}) with etcd.persistence.enabled=false" in str(
+            failure.value.stderr
+        )
+        return
     manifests = render(values)
     check(manifests)
     kinds = {m["kind"] for m in manifests}

@@ -22,8 +22,8 @@ def test_notes_tell_how_to_see_etcd_size_and_alarms(scenario: str) -> None:
 
 
 def test_notes_warn_that_an_emptydir_member_restarts_empty() -> None:
-    assert "starts empty on emptyDir" in notes()
-    assert "starts empty" not in notes("--set", "etcd.persistence.enabled=true")
+    assert "WARNING: throwaway metadata" in notes("--set", "etcd.persistence.enabled=false")
+    assert "throwaway" not in notes()  # claims by default
 
 
 @pytest.mark.parametrize("scenario", ["local-meta", "external-etcd", "hardened"])

@@ -63,6 +63,7 @@ def refused(probe_chart: Path, before: dict[str, Any], after: dict[str, Any], **
 
 
 PERSISTENT = {"etcd": {"persistence": {"enabled": True}}}
+EPHEMERAL = {"etcd": {"persistence": {"enabled": False}}}
 SIDECAR = {"name": "worker", "image": "worker:1"}
 
 
@@ -74,8 +75,8 @@ SIDECAR = {"name": "worker", "image": "worker:1"}
         ({"etcd": {"replicaCount": 3}}, {"etcd": {"replicaCount": 1}}, "etcd.replicaCount: 3 -> 1"),
         ({}, {"etcd": {"clientPort": 2479}}, "etcd.clientPort: 2379 -> 2479"),
         ({}, {"etcd": {"peerPort": 2480}}, "etcd.peerPort: 2380 -> 2480"),
-        ({}, PERSISTENT, "etcd.persistence.enabled: false -> true"),
-        (PERSISTENT, {}, "etcd.persistence.enabled: true -> false"),
+        (EPHEMERAL, {}, "etcd.persistence.enabled: false -> true"),
+        ({}, EPHEMERAL, "etcd.persistence.enabled: true -> false"),
         (
             PERSISTENT,
             deep_merge(PERSISTENT, {"etcd": {"persistence": {"size": "2Gi"}}}),

@@ -86,7 +86,10 @@ def test_rpc_port_container_port_and_service_agree(scenario: str, rendered_scena
     (service,) = services
     (service_port,) = service["spec"]["ports"]
     assert service_port["targetPort"] == port["name"]
-    assert container["livenessProbe"]["tcpSocket"]["port"] == port["name"]
+    # Liveness is the socket (same process as the RPC server) plus, with etcd, the check that
+    # etcd still holds vineyardd's registration; no tcpSocket probe on the RPC port.
+    assert "exec" in container["livenessProbe"]
+    assert "/proc/net/unix" in container["livenessProbe"]["exec"]["command"][2]
 
 
 def test_custom_rpc_port_moves_container_port_service_target_and_probe() -> None:

@@ -246,6 +246,29 @@ def test_probes_fail_on_a_socket_file_left_by_a_killed_daemon(scenario: str, new
     assert not pod.probe("readinessProbe")
 
 
+def test_liveness_fails_when_etcd_comes_back_empty_until_vineyardd_restarts(new_pod: Any) -> None:
+    """vineyardd 0.24.2 never registers again in an etcd that lost its data (a member on emptyDir
+    replaced): the liveness probe sees etcd's revision go backwards and fails, so the kubelet
+    restarts vineyardd, which registers afresh. An etcd that is down is not vineyardd's fault."""
+    pod: Pod = new_pod("hostpath").start()
+    assert pod.client("connect", str(pod.socket_path))["connected"]
+    assert pod.probe("livenessProbe")  # records the revision vineyardd's registration reached
+    pod.stop_etcd()
+    assert pod.probe("livenessProbe"), "an etcd outage must not restart vineyardd"
+    shutil.rmtree(pod.root / "etcd-data")
+    pod.start_etcd()  # the same member, same flags, empty: a replaced emptyDir member
+    time.sleep(12)  # past a heartbeat: vineyardd does not register again by itself
+    assert pod.daemon is not None
+    assert pod.daemon.poll() is None
+    assert [pod.probe("livenessProbe") for _ in range(3)] == [False] * 3
+    pod.sigterm(timeout=pod.spec.grace_seconds)  # what the kubelet does after failureThreshold
+    pod.start_vineyardd()
+    pod.wait_serving()
+    assert pod.client("connect", str(pod.socket_path))["connected"]
+    assert pod.probe("livenessProbe")
+    assert pod.probe("livenessProbe")
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_sigterm_exits_within_the_grace_period(
     scenario: str, new_pod: Any, record_figures: Any

@@ -146,6 +146,7 @@ BUSYBOX_APPLETS = (
     "wget",
     "timeout",
     "grep",
+    "sed",
     "tr",
     "echo",
     "sleep",

@@ -1,14 +1,9 @@
 """The other socket modes and the release's life cycle on the real node: PVC mode on a local
-PersistentVolume, emptyDir mode with the workload as a sidecar, etcd with persistence losing
-its pod, an upgrade that changes a flag, and uninstall leaving nothing on the node."""
+PersistentVolume, emptyDir mode with the workload as a sidecar, an upgrade that changes a flag,
+and uninstall leaving nothing on the node. (etcd losing pods: test_realnode_etcd_survival.py.)"""
 from __future__ import annotations
 
-import json
-import subprocess
-import time
 from pathlib import Path
-
-import yaml
 
 from localcluster import Cluster, wait_until
 
@@ -52,26 +47,6 @@ def test_pvc_mode_cross_pod(real_cluster: Cluster, namespace: str, local_pvs) ->
     assert "Phase:          Succeeded" in res.stdout, res.stdout
 
 
-def test_etcd_ha_scenario_passes_helm_test(real_cluster: Cluster, namespace: str,
-                                          local_pvs) -> None:
-    """The ci etcd-ha scenario (3 members, persistence, NetworkPolicies) on the real node: all
-    members healthy in one cluster, and the chart's `helm test` passes for real."""
-    values = yaml.safe_load((CHART / "ci" / "etcd-ha-values.yaml").read_text())
-    for i in range(3):
-        local_pvs(namespace, f"data-vy-vineyard-etcd-{i}", ["ReadWriteOnce"])
-    helm = Helm(real_cluster, namespace)
-    helm.install("vy", "etcd.persistence.storageClass=", values=values)
-    res = real_cluster.kubectl("-n", namespace, "exec", "vy-vineyard-etcd-0", "-c", "etcd", "--",
-                               "etcdctl", "endpoint", "health", "--cluster", "-w", "json",
-                               check=False)
-    assert res.returncode == 0, res.stderr
-    health = json.loads(res.stdout)
-    assert len(health) == 3, health
-    assert all(h["health"] for h in health), health
-    res = helm("test", "vy", "--logs", "--timeout", "3m")
-    assert res.stdout.count("Phase:          Succeeded") >= 2, res.stdout
-
-
 def test_emptydir_mode_sidecar(real_cluster: Cluster, namespace: str) -> None:
     from localcluster import images
     script = ("import time, numpy as np, vineyard\n"
@@ -93,42 +68,6 @@ def test_emptydir_mode_sidecar(real_cluster: Cluster, namespace: str) -> None:
         return "SIDECAR-EQUAL" in out
 
     assert wait_until(logged, 60, 0.5), helm.describe()
-
-
-def test_etcd_pod_loss_keeps_data(real_cluster: Cluster, namespace: str, local_pvs) -> None:
-    local_pvs(namespace, "data-vy-vineyard-etcd-0", ["ReadWriteOnce"])
-    helm = Helm(real_cluster, namespace)
-    helm.install("vy", "etcd.persistence.enabled=true", "etcd.persistence.storageClass=")
-    etcd_pod = "vy-vineyard-etcd-0"
-
-    def etcdctl(*args: str) -> subprocess.CompletedProcess:
-        return real_cluster.kubectl("-n", namespace, "exec", etcd_pod, "-c", "etcd", "--",
-                                    "etcdctl", *args, check=False)
-
-    res = etcdctl("put", "/realnode-test/key", "kept")
-    assert res.returncode == 0, res.stderr
-    # vineyardd's own metadata too: a named object lives in etcd.
-    sock = hostpath_socket(f"/var/run/vineyard/{namespace}/vy")
-    put_named = PUT + "c.put_name(oid, 'kept-object')\nprint('NAMED')\n"
-    phase, out = run_pod(real_cluster, namespace, worker_pod("named", put_named,
-                                                             groups=[SOCKET_GID], **sock))
-    assert phase == "Succeeded", out
-    assert "NAMED" in out, out
-    uid = real_cluster.api.get(f"/api/v1/namespaces/{namespace}/pods/{etcd_pod}")["metadata"]["uid"]
-    real_cluster.api.delete(f"/api/v1/namespaces/{namespace}/pods/{etcd_pod}")
-    t0 = time.monotonic()
-    assert wait_until(lambda: [p for p in ready_pods(real_cluster, namespace,
-                                                     "app.kubernetes.io/component=etcd")
-                               if p["metadata"]["uid"] != uid], 180, 0.5), helm.describe()
-    record("etcd pod deleted to replacement Ready, s", round(time.monotonic() - t0, 1))
-    res = etcdctl("get", "/realnode-test/key", "--print-value-only")
-    assert res.stdout.strip() == "kept", (res.stdout, res.stderr)
-    get_named = ("import vineyard\nc = vineyard.connect()\n"
-                 "print('FOUND', c.get_name('kept-object'))\n")
-    phase, out = run_pod(real_cluster, namespace, worker_pod("named-after", get_named,
-                                                             groups=[SOCKET_GID], **sock))
-    assert phase == "Succeeded", out
-    assert "FOUND" in out, out
 
 
 def test_upgrade_rolls_and_serves_then_uninstall_leaves_nothing(

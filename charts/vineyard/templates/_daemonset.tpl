@@ -117,12 +117,7 @@ spec:
             periodSeconds: {{ .Values.probes.readiness.periodSeconds }}
             failureThreshold: {{ .Values.probes.readiness.failureThreshold }}
           livenessProbe:
-            {{- if .Values.vineyard.rpc.enabled }}
-            tcpSocket:
-              port: vineyard-rpc
-            {{- else }}
-            {{- include "vineyard.probe.socket" . | nindent 12 }}
-            {{- end }}
+            {{- include "vineyard.probe.liveness" . | nindent 12 }}
             periodSeconds: {{ .Values.probes.liveness.periodSeconds }}
             failureThreshold: {{ .Values.probes.liveness.failureThreshold }}
           resources:

@@ -32,6 +32,9 @@ each naming the values it concerns.
 {{- $quota := include "vineyard.quantityBytes" $etcd.backendQuota | float64 }}
 {{- $volume := include "vineyard.quantityBytes" $etcd.persistence.size | float64 }}
 {{- $needed := include "vineyard.etcd.volumeNeeded" . | float64 }}
+{{- if and (not $etcd.persistence.enabled) (gt (int $etcd.replicaCount) 1) }}
+{{- $problems = append $problems (printf "etcd.replicaCount (%v) with etcd.persistence.enabled=false: a replaced member (drain, eviction, node upgrade) would come back with an empty data directory, which etcd refuses to rejoin (\"member has already been bootstrapped\"): it crash-loops and one more lost member costs the quorum; set etcd.persistence.enabled=true (each member's claim survives its pod), or etcd.replicaCount=1 for throwaway metadata" $etcd.replicaCount) }}
+{{- end }}
 {{- if lt $quota 67108864.0 }}
 {{- $problems = append $problems (printf "etcd.backendQuota (%v) is below 64Mi: etcd would raise its NOSPACE alarm and refuse writes almost at once" $etcd.backendQuota) }}
 {{- else if lt $volume $needed }}

@@ -223,19 +223,58 @@ point where it would look for an etcd of its own.
 {{- end }}
 
 {{/*
-The probe command: vineyardd is listening on its socket. A socket *file* outlives a daemon that
-crashed (SIGSEGV leaves it behind, and a hostPath keeps it across container restarts), so the
-probe asks the kernel instead: /proc/net/unix lists a listening (flags 00010000, state 01) stream
-socket bound at this path only while a live process in the pod's network namespace holds it.
+The socket probes' test: vineyardd is listening on its socket. A socket *file* outlives a daemon
+that crashed (SIGSEGV leaves it behind, and a hostPath keeps it across container restarts), so
+the probe asks the kernel instead: /proc/net/unix lists a listening (flags 00010000, state 01)
+stream socket bound at this path only while a live process in the pod's network namespace holds
+it. Probes get no $(VAR) expansion from the kubelet, so the shell expands the node name.
 */}}
+{{- define "vineyard.probe.socketListening" -}}
+{{- $path := include "vineyard.socket.path" . | replace "$(MY_NODE_NAME)" "${MY_NODE_NAME}" | replace "." "\\." -}}
+grep -qE " 00010000 0001 01 +[0-9]+ {{ $path }}$" /proc/net/unix
+{{- end }}
+
 {{- define "vineyard.probe.socket" -}}
-{{- /* Probes get no $(VAR) expansion from the kubelet, so the shell expands the node name. */ -}}
-{{- $path := include "vineyard.socket.path" . | replace "$(MY_NODE_NAME)" "${MY_NODE_NAME}" | replace "." "\\." }}
 exec:
   command:
     - sh
     - -c
-    - grep -qE " 00010000 0001 01 +[0-9]+ {{ $path }}$" /proc/net/unix
+    - {{ include "vineyard.probe.socketListening" . }}
+{{- end }}
+
+{{/*
+The liveness probe: the socket test, and with etcd metadata a check that etcd still holds what
+vineyardd registered. vineyardd 0.24.2 never registers again when its etcd comes back empty (a
+member on emptyDir replaced, or every member's volume lost): it stays up, its instance unknown to
+the others, its names unresolvable cluster-wide. etcd's cluster id cannot tell (it is derived
+from the member names, URLs and token, so an empty member gets the same one back), but etcd's
+revision only ever grows, and a vineyardd heartbeat moves it 18 times a minute. So each check
+keeps the revision it saw for this daemon (keyed by its socket's inode, new at every start) in
+/tmp (an emptyDir, so the key matters: the file outlives a container restart), and fails while etcd answers with a lower one: the kubelet restarts vineyardd,
+which registers afresh. An etcd that does not answer passes: that is etcd's outage, and
+restarting every vineyardd for it would only drop their memory.
+*/}}
+{{- define "vineyard.probe.liveness" -}}
+exec:
+  command:
+    - sh
+    - -c
+    {{- if eq .Values.vineyard.meta "etcd" }}
+    - >-
+      line=$(grep -E " 00010000 0001 01 +[0-9]+ {{ include "vineyard.socket.path" . | replace "$(MY_NODE_NAME)" "${MY_NODE_NAME}" | replace "." "\\." }}$" /proc/net/unix) || exit 1;
+      set -- $line; inode=$7; rev=;
+      for endpoint in {{ include "vineyard.etcd.endpointList" . | fromJsonArray | join " " }}; do
+      rev=$(timeout 2 wget -q -O - --post-data='{}' "$endpoint/v3/maintenance/status" 2>/dev/null | sed -n 's/.*"revision":"\([0-9]*\)".*/\1/p');
+      [ -n "$rev" ] && break; done;
+      [ -n "$rev" ] || exit 0;
+      seen=${TMPDIR:-/tmp}/.vineyard-etcd-revision; seen_inode=; [ -f $seen ] && read -r seen_inode seen_rev < $seen;
+      if [ "$seen_inode" = "$inode" ] && [ "$rev" -lt "$seen_rev" ]; then
+      echo "etcd lost vineyard's metadata (revision $seen_rev -> $rev): restart to register again"; exit 1; fi;
+      echo "$inode $rev" > $seen
+timeoutSeconds: {{ add 3 (mul 2 (len (include "vineyard.etcd.endpointList" . | fromJsonArray))) }}
+    {{- else }}
+    - {{ include "vineyard.probe.socketListening" . }}
+    {{- end }}
 {{- end }}
 
 {{/*
