@@ -43,14 +43,17 @@ timed() {  # label cmd...
   echo "$(date -u +%FT%TZ) $1 ${secs}s ($GO_SIG)" >>"$BIN/build-times.log"
 }
 
-# go_install NAME PKG VERSION LDFLAGS: `go install PKG@VERSION` under the name NAME.
+# go_install NAME PKG VERSION LDFLAGS: `go install PKG@VERSION` under the name NAME. With
+# STATIC=1 in the environment: CGO_ENABLED=0 and -trimpath, as helm's own releases are built.
 go_install() {
-  local name=$1 pkg=$2 version=$3 ldflags=$4 stamp="$3 $GO_SIG"
+  local name=$1 pkg=$2 version=$3 ldflags=$4 stamp="$3 $GO_SIG${STATIC:+ static}"
   if up_to_date "$name" "$stamp"; then log "$name $version: up to date"; return; fi
-  local tmp
+  local tmp build_env
   tmp="$(mktemp -d "$BIN/.build-XXXX")"
+  build_env=("GOBIN=$tmp")
+  [[ -z ${STATIC:-} ]] || build_env+=(CGO_ENABLED=0 "GOFLAGS=$GOFLAGS -trimpath")
   log "$name $version: building"
-  timed "$name $version" env GOBIN="$tmp" go install -ldflags "$ldflags" "$pkg@$version"
+  timed "$name $version" env "${build_env[@]}" go install -ldflags "$ldflags" "$pkg@$version"
   mv -f "$tmp/$(basename "$pkg")" "$BIN/$name"
   rmdir "$tmp"
   echo "$stamp" >"$STAMPS/$name"
@@ -152,8 +155,11 @@ ALL=(apt helm helm3 ct control-plane node etcd kwok coredns registry kube-score)
 build() {  # name
   case $1 in
     apt) apt_packages ;;
+    # Static and stripped, as upstream releases it: the platform wheels bundle this very binary
+    # (hack/release.py reuses it for this machine's wheel when its build info is what the
+    # release asks for, and cross-compiles the other platforms with the same flags).
     helm)
-      go_install helm helm.sh/helm/v4/cmd/helm "$HELM_VERSION" \
+      STATIC=1 go_install helm helm.sh/helm/v4/cmd/helm "$HELM_VERSION" \
         "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
       ;;
     helm3)
