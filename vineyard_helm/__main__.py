@@ -1,5 +1,5 @@
 """``python -m vineyard_helm``: the vineyard-helm command line."""
 
-from .cli import main
+from .cli import main_entry
 
-raise SystemExit(main())
+main_entry()

@@ -1,4 +1,5 @@
-"""``vineyard-helm``: install, upgrade, uninstall, status, render and validate from a shell.
+"""``vineyard-helm``: install, upgrade, uninstall, status, render and validate from a shell;
+``doctor`` says which helm it runs and why, ``helm ...`` runs that same helm.
 
 Exit codes:
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 
 from . import errors
@@ -92,14 +94,45 @@ def _package_version() -> str:
     return str(__version__)
 
 
+def _version_text() -> str:
+    """``--version``: this package's version, and which helm it would run, from where. Nothing
+    is run: the bundled helm's version is the one its build recorded, any other helm's is
+    ``doctor``'s to ask (a helm run would double the time of ``--version``)."""
+    from .helm import FROM_BUNDLE, locate_helm
+
+    first = f"vineyard-helm {_package_version()}"
+    try:
+        binary = locate_helm()
+    except errors.HelmNotFoundError as error:
+        return f"{first}\nhelm: none found ({error.detail})"
+    if binary.origin == FROM_BUNDLE:
+        from .bundled import bundled_helm_record
+
+        version = (bundled_helm_record() or {}).get("version", "of unrecorded version")
+        return f"{first}\nhelm {version}, bundled: {binary.path}"
+    return (
+        f"{first}\nhelm from {binary.origin}: {binary.path} "
+        "(`vineyard-helm doctor` asks its version)"
+    )
+
+
+class _VersionAction(argparse.Action):
+    """argparse's version action, with the text made only when --version is given."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(_version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "-v", "--verbose", action="store_true", help="print each helm command on stderr"
     )
-    common.add_argument(
-        "--helm", metavar="PATH", help="helm binary (default: $VINEYARD_HELM_BINARY, then PATH)"
-    )
+    common.add_argument("--helm", metavar="PATH", help=HELM_HELP)
     common.add_argument(
         "--kubeconfig",
         metavar="FILE",
@@ -218,7 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
         "5 cluster unreachable, 6 release not found, 7 release exists, 8 timeout, "
         "9 chart not found, 130 interrupted.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_package_version()}")
+    parser.add_argument(
+        "--version", action=_VersionAction, help="show the version and which helm runs, then exit"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands.add_parser(
         "install",
@@ -278,12 +313,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="check values against the chart's schema and its own rules: an offline "
         "helm template, no cluster",
     )
-    validate.add_argument(
-        "--helm",
-        metavar="PATH",
-        help="helm binary for the offline render (default: $VINEYARD_HELM_BINARY, then PATH)",
+    validate.add_argument("--helm", metavar="PATH", help=HELM_HELP)
+    commands.add_parser(
+        "doctor",
+        parents=[output(formats, "table")],
+        help="which helm runs and why: every place looked in, in order, and the helm's version",
+    ).add_argument("--helm", metavar="PATH", help=HELM_HELP)
+    # Never parsed: main() hands everything after `helm` to helm as it is.
+    commands.add_parser(
+        "helm",
+        add_help=False,
+        help="run the helm vineyard-helm runs: `vineyard-helm helm test vineyard`, "
+        "`... helm get values vineyard`, `... helm repo add ...`",
     )
     return parser
+
+
+HELM_HELP = (
+    "helm binary (default: $VINEYARD_HELM_BINARY, then the helm bundled with this package, "
+    "then PATH; see `vineyard-helm doctor`)"
+)
 
 
 def _values_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -404,7 +453,149 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write(text + "\n")
         return EXIT_OK
 
+    if args.command == "doctor":
+        report, code = doctor_report(args.helm)
+        if args.output == "table":
+            out.write(_format_doctor(report) + "\n")
+        else:
+            out.write(_dump(report, args.output) + "\n")
+        if report["problem"]:
+            err.write(f"vineyard-helm: error: {report['problem']}\n")
+        return code
+
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse restricts choices
+
+
+def doctor_report(helm: str | None = None) -> tuple[dict[str, Any], int]:
+    """``vineyard-helm doctor``: every place helm is looked for, in order, what each names,
+    which one is used and the version it answers; the bundled helm checked against its record.
+    Returns the report and the exit code (EXIT_HELM_NOT_FOUND when no helm answers,
+    EXIT_HELM_FAILED when the bundled binary is not the one its build recorded)."""
+    from . import api
+    from .bundled import bundled_helm, bundled_helm_record, chart_directory
+    from .helm import Helm, check_candidate, helm_candidates
+
+    looked: list[dict[str, Any]] = []
+    used: dict[str, Any] | None = None
+    for origin, candidate in helm_candidates(helm):
+        entry: dict[str, Any] = {
+            "origin": origin,
+            "names": candidate,
+            "path": None,
+            "problem": None,
+            "used": False,
+        }
+        if candidate is not None:
+            try:
+                entry["path"] = check_candidate(candidate, origin)
+            except errors.HelmNotFoundError as error:
+                entry["problem"] = error.detail
+            if used is None:  # the first place that names a helm decides, usable or not
+                used = entry
+                entry["used"] = True
+        looked.append(entry)
+    assert used is not None  # PATH always names "helm"
+    report: dict[str, Any] = {
+        "vineyard_helm": _package_version(),
+        "chart": chart_directory(),
+        "helm": None,
+        "looked_for": looked,
+        "bundled": None,
+        "problem": used["problem"],
+    }
+    code = EXIT_OK if used["path"] else EXIT_HELM_NOT_FOUND
+    if used["path"]:
+        runner = Helm(helm=used["path"])
+        try:
+            api.run_offline(runner.version())
+        except errors.HelmNotFoundError as error:
+            report["problem"], code = error.detail, EXIT_HELM_NOT_FOUND
+        report["helm"] = {
+            "path": used["path"],
+            "origin": used["origin"],
+            "version": runner.version_text or None,
+        }
+    record, binary = bundled_helm_record(), bundled_helm()
+    if record is not None and binary is not None:
+        import hashlib
+
+        with open(binary, "rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        matches = digest == record.get("sha256")
+        report["bundled"] = {**record, "path": binary, "sha256_matches": matches}
+        if not matches and code == EXIT_OK:
+            report["problem"] = (
+                f"the bundled helm {binary} is not the binary this wheel was "
+                f"built with (sha256 {digest}, recorded {record.get('sha256')})"
+            )
+            code = EXIT_HELM_FAILED
+    return report, code
+
+
+#: What doctor says of a place that names no helm.
+_NAMES_NONE = {"helm=": "not given", "$VINEYARD_HELM_BINARY": "not set", "bundled": "none here"}
+
+
+def _format_doctor(report: dict[str, Any]) -> str:
+    lines = [f"vineyard-helm {report['vineyard_helm']}, chart {report['chart']}"]
+    helm = report["helm"]
+    if helm is not None:
+        lines.append(
+            f"helm {helm['version'] or '(no version)'}: {helm['path']} (from {helm['origin']})"
+        )
+    lines.append("looked for, in order (the first place that names a helm is used):")
+    width = max(len(entry["origin"]) for entry in report["looked_for"])
+    for entry in report["looked_for"]:
+        found = entry["path"] or entry["problem"] or _NAMES_NONE.get(entry["origin"], "-")
+        if entry["names"] and entry["path"] and entry["names"] != entry["path"]:
+            found = f"{entry['names']} -> {found}"
+        lines.append(f"  {entry['origin']:<{width}}  {found}{'  <- used' if entry['used'] else ''}")
+    bundled = report["bundled"]
+    if bundled is not None:
+        check = "matches" if bundled["sha256_matches"] else "DOES NOT match"
+        licence = os.path.join(os.path.dirname(bundled["path"]), "LICENSE")
+        lines.append(
+            f"bundled helm: {bundled.get('version')} for {bundled.get('goos')}/"
+            f"{bundled.get('goarch')}, built by {bundled.get('go')}; sha256 "
+            f"{bundled.get('sha256')} ({check} the binary); licence {licence}"
+        )
+    else:
+        lines.append("bundled helm: none (this is the pure wheel, an sdist build or a checkout)")
+    return "\n".join(lines)
+
+
+def run_helm(args: Sequence[str], out: TextIO, err: TextIO) -> int:
+    """``vineyard-helm helm ARGS``: the helm every other command would run (``$VINEYARD_HELM
+    _BINARY``, the bundled helm, PATH), run with ARGS; its output and exit code are its own.
+    Streams without a file descriptor (a test's) get helm's output once it exits."""
+    import subprocess
+
+    from .helm import locate_helm
+
+    argv = [locate_helm().path, *args]
+    streams = [_file_descriptor(stream) for stream in (out, err)]
+    for stream in (out, err):
+        stream.flush()
+    try:
+        done = subprocess.run(
+            argv,
+            stdout=streams[0] if streams[0] is not None else subprocess.PIPE,
+            stderr=streams[1] if streams[1] is not None else subprocess.PIPE,
+            check=False,
+        )
+    except OSError as error:
+        raise errors.HelmNotFoundError(f"cannot run {argv[0]!r}: {error}") from None
+    for stream, captured in ((out, done.stdout), (err, done.stderr)):
+        if captured is not None:
+            stream.write(captured.decode(errors="replace"))
+    return done.returncode
+
+
+def _file_descriptor(stream: TextIO) -> int | None:
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return None
 
 
 def main(
@@ -413,6 +604,13 @@ def main(
     """Entry point of ``vineyard-helm``; returns the exit code (see the module docstring)."""
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    if argv[:1] == ["helm"]:  # before argparse, which would read helm's own options
+        try:
+            return run_helm(argv[1:], out, err)
+        except errors.VineyardHelmError as error:
+            err.write(f"vineyard-helm: error: {error}\n")
+            return exit_code_for(error)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -450,5 +648,17 @@ def _verbose(err: TextIO) -> Iterator[None]:
 
 
 def main_entry() -> None:
-    """Console-script entry point."""
-    raise SystemExit(main())
+    """Console-script entry point (and ``python -m vineyard_helm``'s). On POSIX ``vineyard-helm
+    helm ...`` becomes helm itself (exec): Ctrl-C and signals reach helm alone, so an
+    interrupted ``helm upgrade`` ends as helm ends it, and helm's exit status is the command's."""
+    argv = sys.argv[1:]
+    if argv[:1] == ["helm"] and os.name == "posix":
+        from .helm import locate_helm
+
+        try:
+            path = locate_helm().path
+            os.execv(path, [path, *argv[1:]])
+        except (errors.VineyardHelmError, OSError) as error:
+            sys.stderr.write(f"vineyard-helm: error: {error}\n")
+            raise SystemExit(EXIT_HELM_NOT_FOUND) from None
+    raise SystemExit(main(argv))

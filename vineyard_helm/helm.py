@@ -66,16 +66,65 @@ HELM_ENV_VAR = "VINEYARD_HELM_BINARY"
 #: Logger of every helm command run (INFO) and failed (the CLI's ``-v`` shows it).
 LOGGER = "vineyard_helm.helm"
 
+#: Where a helm binary can come from, in the order they are tried (:func:`helm_candidates`).
+FROM_ARGUMENT = "helm="
+FROM_ENVIRONMENT = f"${HELM_ENV_VAR}"
+FROM_BUNDLE = "bundled"
+FROM_PATH = "PATH"
 
-def resolve_helm(helm: str | os.PathLike[str] | None = None) -> str:
-    """Absolute path of the helm binary: ``helm`` argument, then $VINEYARD_HELM_BINARY, then
-    ``helm`` on PATH. A bare name is looked up on PATH; a path must be an executable file."""
-    if helm is not None:
-        candidate, origin = os.fspath(helm), "helm="
-    elif os.environ.get(HELM_ENV_VAR):
-        candidate, origin = os.environ[HELM_ENV_VAR], f"${HELM_ENV_VAR}"
-    else:
-        candidate, origin = "helm", "PATH"
+
+def helm_candidates(helm: str | os.PathLike[str] | None = None) -> list[tuple[str, str | None]]:
+    """Where helm is looked for, in order, as ``(origin, candidate)``; the candidate is None
+    where that place names nothing. The first one named is used (:func:`locate_helm`):
+
+    1. ``helm=`` (the CLI's ``--helm``): a path, or a bare name looked up on PATH;
+    2. ``$VINEYARD_HELM_BINARY``, likewise (``VINEYARD_HELM_BINARY=helm`` picks PATH's helm);
+    3. the helm a platform wheel carries (vineyard_helm/_helm/);
+    4. ``helm`` on PATH.
+
+    The bundled helm comes before PATH's: it is the version this release of the chart and
+    package was tested with, so an installation behaves the same whatever else is on PATH (a
+    Helm 3.10 there would not run this chart's Helm 4 flags and templates alike). What a user's
+    own helm brings besides its version is not lost: repositories, registry logins and plugins
+    live in helm's config and data directories, which every helm binary reads. Whoever wants
+    PATH's helm says so once, with ``VINEYARD_HELM_BINARY=helm``."""
+    from .bundled import bundled_helm
+
+    named = os.environ.get(HELM_ENV_VAR) or None
+    return [
+        (FROM_ARGUMENT, os.fspath(helm) if helm is not None else None),
+        (FROM_ENVIRONMENT, named),
+        (FROM_BUNDLE, bundled_helm()),
+        (FROM_PATH, "helm"),
+    ]
+
+
+class HelmBinary:
+    """The helm binary to run: its absolute ``path`` and the ``origin`` it was found by (one
+    of the FROM_* names)."""
+
+    __slots__ = ("origin", "path")
+
+    def __init__(self, path: str, origin: str) -> None:
+        self.path = path
+        self.origin = origin
+
+    def __repr__(self) -> str:
+        return f"HelmBinary({self.path!r}, origin={self.origin!r})"
+
+
+def locate_helm(helm: str | os.PathLike[str] | None = None) -> HelmBinary:
+    """The helm binary to run and where it came from: the first of :func:`helm_candidates`
+    that names one. A bare name is looked up on PATH; a path must be an executable file.
+    Raises HelmNotFoundError naming the place it looked."""
+    origin, candidate = next((o, c) for o, c in helm_candidates(helm) if c is not None)
+    assert candidate is not None  # FROM_PATH always names "helm"
+    return HelmBinary(check_candidate(candidate, origin), origin)
+
+
+def check_candidate(candidate: str, origin: str) -> str:
+    """Absolute path of the executable ``candidate`` names (a path, or a bare name on PATH);
+    HelmNotFoundError, naming ``origin``, if there is none."""
     if os.sep in candidate or (os.altsep and os.altsep in candidate):
         path = os.path.expanduser(candidate)
         if os.path.isfile(path) and os.access(path, os.X_OK):
@@ -87,9 +136,15 @@ def resolve_helm(helm: str | os.PathLike[str] | None = None) -> str:
 
     found = shutil.which(candidate)
     if found is None:
-        where = "on PATH" if origin == "PATH" else f"on PATH (named by {origin})"
+        where = "on PATH" if origin == FROM_PATH else f"on PATH (named by {origin})"
         raise HelmNotFoundError(f"no {candidate!r} binary found {where}")
     return found
+
+
+def resolve_helm(helm: str | os.PathLike[str] | None = None) -> str:
+    """Absolute path of the helm binary: ``helm`` argument, then $VINEYARD_HELM_BINARY, then
+    the bundled helm, then ``helm`` on PATH (:func:`helm_candidates` says why)."""
+    return locate_helm(helm).path
 
 
 class HelmVersion(tuple[int, int, int]):
@@ -203,10 +258,15 @@ class Helm:
         kubeconfig: str | os.PathLike[str] | None = None,
         context: str | None = None,
     ) -> None:
-        self.executable = resolve_helm(helm)
+        binary = locate_helm(helm)
+        self.executable = binary.path
+        #: Where the binary was found (FROM_ARGUMENT, FROM_ENVIRONMENT, FROM_BUNDLE, FROM_PATH).
+        self.origin = binary.origin
         self.kubeconfig = os.fspath(kubeconfig) if kubeconfig is not None else None
         self.context = context
         self._version: HelmVersion | None = None
+        #: What ``helm version`` printed, once :meth:`version` has asked.
+        self.version_text = ""
 
     def command(self, args: Sequence[Any]) -> list[str]:
         """The full command line of ``helm <args>``, cluster flags included."""
@@ -288,6 +348,7 @@ class Helm:
                 raise HelmNotFoundError(
                     f"{self.executable!r} does not answer `helm version` ({error})"
                 ) from None
+            self.version_text = text.strip()
             try:
                 self._version = HelmVersion.parse(text)
             except ValueError:
