@@ -3,7 +3,7 @@
 
     python hack/release.py [--dist dist] [--previous-index URL|FILE] [--repo-url URL]
                            [--oci oci://REGISTRY/PATH [--plain-http]] [--no-isolation]
-                           [--allow-dirty]
+                           [--platforms all|host|none|GOOS/GOARCH,...] [--allow-dirty]
     python hack/release.py check        # only the version checks, nothing is built
 
 Writes into --dist (default dist/):
@@ -14,8 +14,15 @@ Writes into --dist (default dist/):
       vineyard-X.tgz.prov    its provenance, signed with the release key
       vineyard-helm.gpg      the public key (binary keyring for `helm pull --verify --keyring`)
     python/                  vineyard_helm-X-py3-none-any.whl and vineyard_helm-X.tar.gz,
-                             the chart inside both
-    SHA256SUMS
+                             the chart inside both, and one wheel per --platforms platform
+                             carrying helm (tools/versions.env's HELM_VERSION, built from its
+                             Go module, static and stripped: hack/helm_wheels.py), e.g.
+                             vineyard_helm-X-py3-none-macosx_11_0_arm64.whl
+    SHA256SUMS               every file above but index.yaml and the public key
+
+Every wheel is checked before anything is pushed: its tags, its size, and for a platform wheel
+the helm inside (format and architecture from its headers, build flags, sha256 against the
+record, licence); the one for this machine runs `helm version`.
 
 The signing key comes from the environment (or the matching options):
     VINEYARD_RELEASE_KEY          the key's user id (or a unique part of it): helm --key
@@ -51,12 +58,16 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script: hack/ is on the path, the repository is not
+    sys.path.insert(0, str(REPO))
+from hack import helm_wheels  # noqa: E402
+
 CHART = REPO / "charts" / "vineyard"
 CHANGELOG = REPO / "CHANGELOG.md"
 PUBLIC_KEY_NAME = "vineyard-helm.gpg"
 # What the chart package, the wheel and the sdist are built from.
 RELEASED_PATHS = ("charts/vineyard", "vineyard_helm", "pyproject.toml", "README.md",
-                  "CHANGELOG.md")
+                  "CHANGELOG.md", "hatch_build.py", "hack/helm_wheels.py", "tools/versions.env")
 # Keep a Changelog section -> Artifact Hub `artifacthub.io/changes` kind.
 KINDS = {"Added": "added", "Changed": "changed", "Deprecated": "deprecated",
          "Removed": "removed", "Fixed": "fixed", "Security": "security"}
@@ -316,14 +327,76 @@ class Release:
     provenance: Path
     index: Path
     public_key: Path
-    wheel: Path
+    wheel: Path  # the pure one
     sdist: Path
+    wheels: list[helm_wheels.WheelReport]  # the pure one first, then one per platform
     oci_digest: str | None = None
+
+
+def select_platforms(spec: str) -> list[helm_wheels.Platform]:
+    """--platforms: all, host (this machine's, if it has one), none, or GOOS/GOARCH,..."""
+    if spec == "all":
+        return list(helm_wheels.PLATFORMS)
+    if spec == "none":
+        return []
+    if spec == "host":
+        here = helm_wheels.host_platform()
+        return [here] if here else []
+    try:
+        return [helm_wheels.platform_named(name.strip()) for name in spec.split(",")]
+    except helm_wheels.BuildError as e:
+        raise ReleaseError(str(e)) from None
+
+
+def build_platform_wheels(platforms: Sequence[helm_wheels.Platform], *, out: Path,
+                          work: Path, isolation: bool) -> list[Path]:
+    """One wheel per platform, carrying that platform's helm (hatch_build.py stages it in)."""
+    if not platforms:
+        return []
+    version = helm_wheels.pinned_version()
+    licenses = helm_wheels.helm_licenses(version)
+    wheels = []
+    for target in platforms:
+        binary = helm_wheels.helm_binary(target, version, log=log)
+        staged = helm_wheels.stage(target, binary, version, licenses,
+                                   work / f"{target.goos}-{target.goarch}")
+        log(f"building the {target.name} wheel")
+        built = work / f"{target.goos}-{target.goarch}-wheel"
+        run(build_command(built, isolation, "--wheel"),
+            env={**os.environ, helm_wheels.BUNDLE_ENV: str(staged)})
+        (wheel,) = built.glob("*.whl")
+        wheels.append(Path(shutil.move(wheel, out / wheel.name)))
+    return wheels
+
+
+def build_command(outdir: Path, isolation: bool, *what: str) -> list[str]:
+    """`python -m build` into `outdir`; without isolation, with this environment's hatchling."""
+    return [sys.executable, "-m", "build", *what, *([] if isolation else ["--no-isolation"]),
+            "--outdir", str(outdir), str(REPO)]
+
+
+def check_wheels(wheels: Sequence[Path], platforms: Sequence[helm_wheels.Platform],
+                 version: str) -> list[helm_wheels.WheelReport]:
+    """Each wheel's version and chart, and hack/helm_wheels.py's checks of its tags, size and
+    helm; ReleaseError listing every problem found."""
+    helm_version = helm_wheels.pinned_version() if platforms else ""
+    reports, problems = [], []
+    for wheel, target in zip(wheels, [None, *platforms], strict=True):
+        built, carried = wheel_version(wheel)
+        report = helm_wheels.check_wheel(wheel, target, helm_version)
+        if not (same_version(built, version) and carried == version):
+            report.problems.append(f"version {built} carrying chart {carried}, not {version}")
+        problems += [f"{wheel.name}: {problem}" for problem in report.problems]
+        reports.append(report)
+    if problems:
+        raise ReleaseError("wheel checks failed:\n  " + "\n  ".join(problems))
+    return reports
 
 
 def cut(*, dist: Path, helm: str, key: str | None, keyring: str | None,
         armored_key: str | None, previous_index: str | None, repo_url: str | None,
-        oci: str | None, plain_http: bool, isolation: bool, allow_dirty: bool) -> Release:
+        oci: str | None, plain_http: bool, isolation: bool, allow_dirty: bool,
+        platforms: Sequence[helm_wheels.Platform] = ()) -> Release:
     problems = version_problems()
     if problems:
         raise ReleaseError("versions disagree:\n  " + "\n  ".join(problems))
@@ -371,20 +444,22 @@ def cut(*, dist: Path, helm: str, key: str | None, keyring: str | None,
         log(f"index.yaml written (merged with {previous_index})" if previous_index
             else "index.yaml written (no previous index: a first release)")
 
-    log("building the wheel and sdist")
-    build_cmd = [sys.executable, "-m", "build", "--outdir", str(python_dir), str(REPO)]
-    if not isolation:
-        build_cmd.insert(3, "--no-isolation")
-    run(build_cmd)
+    log("building the sdist, and the pure wheel from it")
+    # No helm in this one, whatever the caller's environment says.
+    pure_env = {k: v for k, v in os.environ.items() if k != helm_wheels.BUNDLE_ENV}
+    run(build_command(python_dir, isolation), env=pure_env)
     (wheel,) = python_dir.glob("*.whl")
     (sdist,) = python_dir.glob("*.tar.gz")
-    built, carried = wheel_version(wheel)
-    if not (same_version(built, version) and carried == version):
-        raise ReleaseError(f"the wheel is version {built} carrying chart {carried}; "
-                           f"expected {version}")
+    with tempfile.TemporaryDirectory(prefix="vineyard-wheels-") as tmp:
+        try:
+            wheels = [wheel, *build_platform_wheels(platforms, out=python_dir, work=Path(tmp),
+                                                    isolation=isolation)]
+        except helm_wheels.BuildError as e:
+            raise ReleaseError(str(e)) from None
+    reports = check_wheels(wheels, platforms, version)
 
     release = Release(version, package, provenance, repo_dir / "index.yaml",
-                      repo_dir / PUBLIC_KEY_NAME, wheel, sdist)
+                      repo_dir / PUBLIC_KEY_NAME, wheel, sdist, reports)
     if oci:
         log(f"pushing to {oci}")
         push = [helm, "push", str(package), oci] + (["--plain-http"] if plain_http else [])
@@ -393,7 +468,7 @@ def cut(*, dist: Path, helm: str, key: str | None, keyring: str | None,
         release.oci_digest = digest[1] if digest else None
 
     sums = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(dist).as_posix()}"
-            for p in (package, provenance, wheel, sdist)]
+            for p in (package, provenance, *wheels, sdist)]
     (dist / "SHA256SUMS").write_text("\n".join(sums) + "\n")
     return release
 
@@ -420,6 +495,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="release even with uncommitted changes (trial runs, tests)")
     parser.add_argument("--no-isolation", action="store_true",
                         help="build the wheel with this environment's hatchling (no download)")
+    parser.add_argument("--platforms", default="all",
+                        help="the wheels that carry helm: all (default: "
+                             + ", ".join(p.name for p in helm_wheels.PLATFORMS)
+                             + "), host (this machine's), none, or a comma-separated list")
     args = parser.parse_args(argv)
 
     if args.command == "check":
@@ -436,15 +515,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                       armored_key=os.environ.get("VINEYARD_RELEASE_PRIVATE_KEY"),
                       previous_index=args.previous_index, repo_url=args.repo_url,
                       oci=args.oci, plain_http=args.plain_http,
-                      isolation=not args.no_isolation, allow_dirty=args.allow_dirty)
+                      isolation=not args.no_isolation, allow_dirty=args.allow_dirty,
+                      platforms=select_platforms(args.platforms))
     except ReleaseError as e:
         print(f"release failed: {e}", file=sys.stderr)
         return 1
     dist = Path(args.dist).resolve()
     print(f"vineyard {release.version} released in {time.monotonic() - start:.1f}s")
     for path in (release.chart, release.provenance, release.index, release.public_key,
-                 release.wheel, release.sdist):
+                 release.sdist):
         print(f"  {path.relative_to(dist)}")
+    for report in release.wheels:
+        helm = (f"helm {report.helm_version} ({report.binary_format} {report.machine})"
+                if report.helm_version else "no helm")
+        print(f"  {report.path.relative_to(dist)}  {report.size / 2**20:.1f} MiB  {helm}")
+        if report.helm_says:
+            print(f"    runs here: {report.helm_says}")
     if args.oci:
         print(f"  {args.oci.rstrip('/')}/vineyard:{release.version} {release.oci_digest or ''}")
     return 0

@@ -13,7 +13,17 @@ from pathlib import Path
 import pytest
 
 from hack import release
-from release_kit import CHART, HELM, REPO, Key, Published, chart_version, release_cmd, run
+from release_kit import (
+    CHART,
+    HELM,
+    REPO,
+    Key,
+    Published,
+    chart_version,
+    python_dist,
+    release_cmd,
+    run,
+)
 
 
 def test_chart_changelog_and_change_annotation_agree() -> None:
@@ -27,14 +37,17 @@ def test_release_check_command_reports_agreement() -> None:
     assert f"vineyard {chart_version()}:" in result.stdout
 
 
-def test_built_wheel_is_the_chart_version_and_carries_that_chart(published: Published) -> None:
-    (wheel,) = (published.dist / "python").glob("*.whl")
-    assert wheel.name == f"vineyard_helm-{published.version}-py3-none-any.whl"
-    python_version, carried = release.wheel_version(wheel)
-    assert release.same_version(python_version, published.version)
-    assert carried == published.version
-    names = zipfile.ZipFile(wheel).namelist()
-    assert "vineyard_helm/chart/values.schema.json" in names
+def test_built_wheels_are_the_chart_version_and_carry_that_chart(published: Published) -> None:
+    pure, platform_wheels = python_dist(published.dist)
+    assert pure.name == f"vineyard_helm-{published.version}-py3-none-any.whl"
+    assert len(platform_wheels) == 1  # this machine's: published is cut with --platforms host
+    for wheel in (pure, *platform_wheels):
+        assert wheel.name.startswith(f"vineyard_helm-{published.version}-py3-none-")
+        python_version, carried = release.wheel_version(wheel)
+        assert release.same_version(python_version, published.version)
+        assert carried == published.version
+        names = zipfile.ZipFile(wheel).namelist()
+        assert "vineyard_helm/chart/values.schema.json" in names
 
 
 def test_built_sdist_is_the_chart_version_and_carries_the_chart(published: Published) -> None:
@@ -47,6 +60,7 @@ def test_built_sdist_is_the_chart_version_and_carries_the_chart(published: Publi
         assert pkg_info is not None
         assert f"\nVersion: {published.version}\n" in pkg_info.read().decode()
     assert f"{root}/charts/vineyard/Chart.yaml" in names
+    assert f"{root}/hatch_build.py" in names  # pip builds the pure wheel from it
 
 
 def test_release_writes_checksums_of_every_artifact(published: Published) -> None:
@@ -55,8 +69,10 @@ def test_release_writes_checksums_of_every_artifact(published: Published) -> Non
     lines = (published.dist / "SHA256SUMS").read_text().splitlines()
     listed = {line.split("  ", 1)[1]: line.split("  ", 1)[0] for line in lines}
     v = published.version
+    _, (platform_wheel,) = python_dist(published.dist)
     assert set(listed) == {f"repo/vineyard-{v}.tgz", f"repo/vineyard-{v}.tgz.prov",
                            f"python/vineyard_helm-{v}-py3-none-any.whl",
+                           f"python/{platform_wheel.name}",
                            f"python/vineyard_helm-{v}.tar.gz"}
     for name, digest in listed.items():
         assert hashlib.sha256((published.dist / name).read_bytes()).hexdigest() == digest
@@ -178,7 +194,8 @@ def test_release_from_a_clean_clone_and_refusal_once_it_is_dirty(
     run(["git", "clone", "-q", REPO, clone], helm_env)
     env = {**helm_env, "VINEYARD_RELEASE_KEY": signing_key.name,
            "VINEYARD_RELEASE_KEYRING": str(signing_key.secring)}
-    script = [sys.executable, clone / "hack" / "release.py", "--helm", HELM, "--no-isolation"]
+    script = [sys.executable, clone / "hack" / "release.py", "--helm", HELM, "--no-isolation",
+              "--platforms", "none"]
     run([*script, "--dist", tmp_path / "clean"], env)
     assert len(list((tmp_path / "clean" / "python").glob("*.whl"))) == 1
 
