@@ -53,14 +53,33 @@ def places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
         FROM_ARGUMENT: fake_helm(tmp_path / "arg-bin", "argument"),
     }
     data = helms[FROM_BUNDLE].read_bytes()
-    record = {"version": "v4.3.1", "sha256": hashlib.sha256(data).hexdigest(),
-              "goos": "linux", "goarch": "amd64", "go": "go1.26.8", "binary": "helm"}
+    record = {
+        "version": "v4.3.1",
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "goos": "linux",
+        "goarch": "amd64",
+        "go": "go1.26.8",
+        "binary": "helm",
+    }
     (bundle / bundled.BUNDLE_RECORD).write_text(json.dumps(record))
     (bundle / "LICENSE").write_text("Apache License 2.0\n")
     monkeypatch.setattr(bundled, "BUNDLED_HELM_DIR", str(bundle))
     monkeypatch.setenv("PATH", f"{helms[FROM_PATH].parent}{os.pathsep}/usr/bin:/bin")
     monkeypatch.delenv(HELM_ENV_VAR, raising=False)
     return helms
+
+
+@pytest.fixture
+def no_bundle(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """This installation carries no helm (the pure wheel, a checkout)."""
+    monkeypatch.setattr(bundled, "BUNDLED_HELM_DIR", str(tmp_path / "no-bundle"))
+
+
+@pytest.fixture
+def no_helm(no_bundle: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No helm anywhere: none bundled, none named, none on PATH."""
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv(HELM_ENV_VAR, raising=False)
 
 
 def test_the_argument_wins_over_everything(
@@ -84,10 +103,7 @@ def test_the_bundled_helm_wins_over_path(places: dict[str, Path]) -> None:
     assert (found.path, found.origin) == (str(places[FROM_BUNDLE]), FROM_BUNDLE)
 
 
-def test_path_is_used_where_nothing_is_bundled(
-    places: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setattr(bundled, "BUNDLED_HELM_DIR", str(tmp_path / "no-bundle"))
+def test_path_is_used_where_nothing_is_bundled(places: dict[str, Path], no_bundle: None) -> None:
     found = locate_helm()
     assert (found.path, found.origin) == (str(places[FROM_PATH]), FROM_PATH)
 
@@ -125,14 +141,14 @@ def test_version_names_the_bundled_helm_and_its_recorded_version_without_running
 
 def test_version_names_paths_helm_and_the_missing_one(
     places: dict[str, Path],
+    no_bundle: None,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr(bundled, "BUNDLED_HELM_DIR", str(tmp_path / "no-bundle"))
     assert cli.main(["--version"]) == 0
-    assert capsys.readouterr().out.splitlines()[1].startswith(
-        f"helm from PATH: {places[FROM_PATH]} "
+    assert (
+        capsys.readouterr().out.splitlines()[1].startswith(f"helm from PATH: {places[FROM_PATH]} ")
     )
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert cli.main(["--version"]) == 0
@@ -145,12 +161,18 @@ def test_doctor_lists_every_place_in_order_and_the_used_helms_version(
     assert cli.main(["doctor", "-o", "json"]) == cli.EXIT_OK
     report = json.loads(capsys.readouterr().out)
     assert [e["origin"] for e in report["looked_for"]] == [
-        FROM_ARGUMENT, FROM_ENVIRONMENT, FROM_BUNDLE, FROM_PATH
+        FROM_ARGUMENT,
+        FROM_ENVIRONMENT,
+        FROM_BUNDLE,
+        FROM_PATH,
     ]
     assert [e["used"] for e in report["looked_for"]] == [False, False, True, False]
     assert report["looked_for"][3]["path"] == str(places[FROM_PATH])  # shown, not used
-    assert report["helm"] == {"path": str(places[FROM_BUNDLE]), "origin": FROM_BUNDLE,
-                              "version": "v4.3.1"}
+    assert report["helm"] == {
+        "path": str(places[FROM_BUNDLE]),
+        "origin": FROM_BUNDLE,
+        "version": "v4.3.1",
+    }
     assert report["bundled"]["sha256_matches"] is True
 
     assert cli.main(["doctor", "--helm", str(places[FROM_ARGUMENT])]) == cli.EXIT_OK
@@ -172,11 +194,8 @@ def test_doctor_fails_when_the_bundled_binary_is_not_the_recorded_one(
 
 
 def test_doctor_without_any_helm_exits_4_and_says_where_it_looked(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    no_helm: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(bundled, "BUNDLED_HELM_DIR", str(tmp_path / "no-bundle"))
-    monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.delenv(HELM_ENV_VAR, raising=False)
     assert cli.main(["doctor"]) == cli.EXIT_HELM_NOT_FOUND
     captured = capsys.readouterr()
     assert "bundled helm: none" in captured.out
@@ -195,11 +214,8 @@ def test_helm_passthrough_runs_the_same_helm_with_its_exit_code(
 
 
 def test_helm_passthrough_without_helm_exits_4(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    no_helm: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(bundled, "BUNDLED_HELM_DIR", str(tmp_path / "no-bundle"))
-    monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.delenv(HELM_ENV_VAR, raising=False)
     assert cli.main(["helm", "list"]) == cli.EXIT_HELM_NOT_FOUND
     assert "vineyard-helm: error: no 'helm' binary found on PATH" in capsys.readouterr().err
 
@@ -216,8 +232,9 @@ def test_the_console_command_becomes_helm(tmp_path: Path) -> None:
         "sys.argv = ['vineyard-helm', 'helm', 'status', 'x']\n"
         "from vineyard_helm.cli import main_entry\nmain_entry()\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
     python_pid, helm_says = done.stdout.splitlines()
     assert done.returncode == 5
     assert helm_says == f"{python_pid} status x"  # the same process: exec, not a child
