@@ -192,6 +192,7 @@ class BinaryFacts:
     machine: str = "unknown"
     static: bool | None = None     # ELF only: no program interpreter, no dynamic section
     stripped: bool | None = None   # no symbol table (ELF, PE) or no DWARF (Mach-O)
+    signed: bool | None = None     # Mach-O only: has a code signature (LC_CODE_SIGNATURE)
     go: str = ""                   # the Go version of the build info
     settings: dict[str, str] = field(default_factory=dict)   # `build` lines of the build info
     module: tuple[str, str] = ("", "")                      # main module path and version
@@ -229,13 +230,15 @@ def _macho(data: bytes, facts: BinaryFacts) -> None:
     facts.binary_format = "Mach-O"
     cputype, _, _, ncmds = struct.unpack_from("<IIII", data, 4)
     facts.machine = {0x01000007: "x86_64", 0x0100000C: "arm64"}.get(cputype, hex(cputype))
-    offset, segments = 32, []
+    offset, segments, commands = 32, [], set()
     for _ in range(ncmds):
         command, size = struct.unpack_from("<II", data, offset)
+        commands.add(command)
         if command == 0x19:  # LC_SEGMENT_64
             segments.append(data[offset + 8:offset + 24].rstrip(b"\0").decode())
         offset += size
     facts.stripped = "__DWARF" not in segments  # -w
+    facts.signed = 0x1D in commands  # LC_CODE_SIGNATURE
 
 
 def _pe(data: bytes, facts: BinaryFacts) -> None:
@@ -300,6 +303,9 @@ def binary_problems(data: bytes, target: Platform, version: str) -> list[str]:
         problems.append("not stripped (-s -w)")
     if facts.static is False:
         problems.append("dynamically linked (has a program interpreter)")
+    if target.name == "darwin/arm64" and not facts.signed:
+        # Apple silicon runs no unsigned code; Go's linker signs ad hoc for darwin/arm64.
+        problems.append("no code signature (macOS on arm64 would refuse to run it)")
     # -trimpath leaves -ldflags out of the build info, so whether -X set helm's version string
     # shows only by running it (run_problems, for this machine's binary).
     return problems

@@ -169,10 +169,13 @@ def elf(machine: int, *, interpreter: bool, symbols: bool) -> bytes:
     return header + programs + sections
 
 
-def macho(cputype: int, *, dwarf: bool) -> bytes:
+def macho(cputype: int, *, dwarf: bool, signed: bool = True) -> bytes:
     segments = [b"__TEXT", b"__DWARF" if dwarf else b"__DATA"]
     commands = b"".join(struct.pack("<II16s48x", 0x19, 72, name) for name in segments)
-    return struct.pack("<IIIIIIII", 0xFEEDFACF, cputype, 0, 2, len(segments), len(commands),
+    if signed:
+        commands += struct.pack("<IIII", 0x1D, 16, 0, 0)  # LC_CODE_SIGNATURE
+    count = len(segments) + signed
+    return struct.pack("<IIIIIIII", 0xFEEDFACF, cputype, 0, 2, count, len(commands),
                        0, 0) + commands
 
 
@@ -219,6 +222,8 @@ def test_a_release_build_for_each_platform_passes(target: helm_wheels.Platform) 
         ("linux/amd64", elf(0x3E, interpreter=False, symbols=True), None,
          "not stripped (-s -w)"),
         ("darwin/arm64", macho(0x0100000C, dwarf=True), None, "not stripped (-s -w)"),
+        ("darwin/arm64", macho(0x0100000C, dwarf=False, signed=False), None,
+         "no code signature"),
         ("windows/amd64", pe(0x8664, symbols=12), None, "not stripped (-s -w)"),
         ("linux/amd64", HEADERS["linux/amd64"], {"-trimpath": "false"},
          "built with -trimpath=false, not true"),
