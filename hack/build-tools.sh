@@ -2,15 +2,16 @@
 # Builds the pinned tools into .cache/bin, from the Go module proxy only, and installs the
 # Debian packages the local cluster needs. Idempotent: .cache/bin/.stamps/<tool> records what
 # was built; a tool whose stamp matches is skipped. Order: helm, helm3, ct (other work needs
-# them first), then the Kubernetes binaries, then kwok, the registry and kube-score. Timings go
-# to .cache/bin/build-times.log.
+# them first), then the Kubernetes binaries, then kwok, the provisioner, the registry and
+# kube-score. Timings go to .cache/bin/build-times.log.
 #
 #   hack/build-tools.sh              everything (make tools)
 #   hack/build-tools.sh helm helm3   only the named ones, in the order given (make check)
 #
 # Names: apt (the Debian packages), helm, helm3, ct, control-plane (kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubectl), node (kubelet, kube-proxy), etcd (etcd,
-# etcdctl), kwok (and its stages), coredns, registry, kube-score.
+# etcdctl), kwok (and its stages), provisioner (local-path-provisioner, tools/provisioner),
+# coredns, registry, kube-score.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -139,6 +140,25 @@ etcd_build() {
   for b in etcd etcdctl etcdutl; do echo "$stamp" >"$STAMPS/$b"; done
 }
 
+# provisioner_build: the local cluster's default StorageClass provisioner, our own code in
+# tools/provisioner. Its stamp hashes the sources too (not only go.mod, as for pinned tools), so
+# an edit rebuilds it; its unit tests (e.g. Delete refusing paths outside --root) run before the
+# build, with the same flags, so they share the compile cache.
+provisioner_build() {
+  local dir="$TOOLS/provisioner" name=local-path-provisioner stamp
+  stamp="$(cd "$dir" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-12) $GO_SIG"
+  if up_to_date "$name" "$stamp"; then log "$name: up to date"; return; fi
+  log "$name: testing and building"
+  (cd "$dir" && export CGO_ENABLED=0 && timed "$name (vet, test, build)" provisioner_steps "$name")
+  echo "$stamp" >"$STAMPS/$name"
+}
+
+provisioner_steps() {  # name; in tools/provisioner
+  go vet -trimpath ./...
+  go test -trimpath -count=1 ./... >&2
+  go build -trimpath -ldflags "-s -w" -o "$BIN/$1" .
+}
+
 apt_packages() {
   local missing=()
   for p in $APT_PACKAGES $REAL_NODE_APT_PACKAGES; do
@@ -150,7 +170,7 @@ apt_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-ALL=(apt helm helm3 ct control-plane node etcd kwok coredns registry kube-score)
+ALL=(apt helm helm3 ct control-plane node etcd kwok provisioner coredns registry kube-score)
 
 build() {  # name
   case $1 in
@@ -184,6 +204,7 @@ build() {  # name
         "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
       kwok_stages
       ;;
+    provisioner) provisioner_build ;;
     # CoreDNS for the real node: its own module, as released (no replace directives).
     coredns) go_install coredns github.com/coredns/coredns "$COREDNS_VERSION" "-s -w" ;;
     # The OCI registry for the release tests (`helm push`, `helm install oci://`).

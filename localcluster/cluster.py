@@ -1,5 +1,6 @@
-"""The local cluster: etcd, kube-apiserver, controller-manager, scheduler and kwok with fake
-nodes, all on 127.0.0.1, run from one state directory.
+"""The local cluster: etcd, kube-apiserver, controller-manager, scheduler, kwok with fake
+nodes and a provisioner behind the default StorageClass (`local-path`), all on 127.0.0.1, run
+from one state directory.
 
     cluster = Cluster()            # state in .cache/cluster, binaries in .cache/bin
     cluster.up(nodes=3)            # reuses a healthy running cluster
@@ -21,7 +22,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from . import chartrepo, components, nodes, pki
@@ -42,9 +43,11 @@ DEFAULT_BIN_DIR = REPO_ROOT / ".cache" / "bin"
 DEFAULT_CHARTS = (REPO_ROOT / "charts" / "vineyard",)
 DEFAULT_REPO_DIR = REPO_ROOT / ".cache" / "chartrepo"
 # Start order; `down` stops in reverse. The chart repository server is stopped by `down` too.
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+PROVISIONER = "local-path-provisioner"
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
+              PROVISIONER)
 BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
-            "kwok-stages.yaml")
+            "kwok-stages.yaml", PROVISIONER)
 
 
 class ClusterError(RuntimeError):
@@ -116,6 +119,9 @@ class Cluster:
             "kube-controller-manager": lambda: _http_ok(f"https://127.0.0.1:{p.controller_manager}/healthz"),
             "kube-scheduler": lambda: _http_ok(f"https://127.0.0.1:{p.scheduler}/healthz"),
             "kwok": lambda: _http_ok(f"http://127.0.0.1:{p.kwok}/healthz"),
+            # 200 once its informers have synced: it answers claims from then on.
+            PROVISIONER: lambda: bool(p.provisioner) and _http_ok(
+                f"http://127.0.0.1:{p.provisioner}/healthz"),
         }
 
     def status(self) -> dict[str, dict]:
@@ -130,6 +136,12 @@ class Cluster:
 
     def is_healthy(self) -> bool:
         return all(s["healthy"] for s in self.status().values())
+
+    def _control_plane_healthy(self, status: dict[str, dict] | None = None) -> bool:
+        """Every component but the provisioner is healthy: the cluster runs, and `up` need only
+        (re)start the provisioner (it died, or the cluster was started before it existed)."""
+        status = self.status() if status is None else status
+        return all(s["healthy"] for name, s in status.items() if name != PROVISIONER)
 
     # --- up / down ---------------------------------------------------------------------------
 
@@ -150,7 +162,7 @@ class Cluster:
         at the end stops it if a session started it and no other live session uses it. A
         cluster started with `up` (a developer's) is reused and left running."""
         with self._lock():
-            running = self.is_healthy()
+            running = self._control_plane_healthy()
             self._up(nodes, timeout, time.monotonic(), real_nodes)
             if not running:
                 self._session_started.touch()
@@ -167,7 +179,10 @@ class Cluster:
         self.timings = {}
         if real_nodes not in (0, 1):
             raise ClusterError("--real-nodes: 0 or 1 (one real node per machine)")
-        if self.is_healthy():
+        status = self.status()
+        if self._control_plane_healthy(status):
+            if not status[PROVISIONER]["healthy"]:
+                self._restart_provisioner(time.monotonic() + timeout)
             missing = nodes - len(self.node_names())
             if missing > 0:
                 self.add_nodes(missing, timeout=timeout)
@@ -200,18 +215,24 @@ class Cluster:
         self._down()  # whatever is left of an earlier, unhealthy run
         pki.ensure_pki(self.state_dir / "pki")
         shutil.rmtree(self.state_dir / "etcd", ignore_errors=True)
-        ports = components.Ports(*(free_port() for _ in range(6)))
-        self._info_file.write_text(json.dumps({"ports": asdict(ports)}, indent=2) + "\n")
+        # The PVs of these directories were in the etcd data just wiped: nobody would delete them.
+        shutil.rmtree(self.state_dir / "volumes", ignore_errors=True)
+        ports = components.Ports(*(free_port() for _ in range(7)))
+        self._write_ports(ports)
         self._write_kubeconfigs()
+        self._provisioner_identity()
         self._phase_done("certs", start)
         deadline = time.monotonic() + timeout
         checks = self._health_checks()
         argv = {"etcd": components.etcd, "kube-apiserver": components.apiserver,
                 "kube-controller-manager": components.controller_manager,
-                "kube-scheduler": components.scheduler, "kwok": components.kwok}
+                "kube-scheduler": components.scheduler, "kwok": components.kwok,
+                PROVISIONER: components.provisioner}
         try:
             for group in (["etcd"], ["kube-apiserver"],
-                          ["kube-controller-manager", "kube-scheduler", "kwok"]):
+                          ["kube-controller-manager", "kube-scheduler", "kwok", PROVISIONER]):
+                if PROVISIONER in group:
+                    self._create_storage_objects()
                 for name in group:
                     self.procs.start(name, argv[name](self.bin_dir, self.state_dir, ports))
                 self._wait_healthy(group, checks, deadline)
@@ -228,6 +249,42 @@ class Cluster:
             self._down()
             raise
         return time.monotonic() - start
+
+    def _restart_provisioner(self, deadline: float) -> None:
+        """Starts only the provisioner (and makes what it needs) in a running cluster."""
+        ports = self.ports
+        if not ports.provisioner:  # cluster.json from before the provisioner existed
+            ports = replace(ports, provisioner=free_port())
+            self._write_ports(ports)
+        if not (self.bin_dir / PROVISIONER).exists():
+            raise ClusterError(f"missing {PROVISIONER} (in {self.bin_dir}): "
+                               "run `make tools` (hack/build-tools.sh) first")
+        self._provisioner_identity()
+        self._create_storage_objects()
+        self.procs.stop(PROVISIONER)  # one running but unhealthy
+        self.procs.start(PROVISIONER, components.provisioner(self.bin_dir, self.state_dir, ports))
+        self._wait_healthy([PROVISIONER], self._health_checks(), deadline)
+
+    def _provisioner_identity(self) -> None:
+        """Its client cert (made once, like the others) and kubeconfig."""
+        pki_dir = self.state_dir / "pki"
+        if not (pki_dir / "provisioner.crt").exists():
+            pki.leaf_cert(pki_dir, "provisioner", f"/CN={components.PROVISIONER_USER}",
+                          "clientAuth", None)
+        pki.write_kubeconfig(self.state_dir / "kubeconfigs" / "provisioner.kubeconfig",
+                             server=self.server, pki=pki_dir, user="provisioner")
+
+    def _create_storage_objects(self) -> None:
+        """The provisioner's RBAC binding and the default StorageClass; existing ones are kept."""
+        for path, obj in components.storage_objects():
+            try:
+                self.api.create(path, obj)
+            except ApiError as e:
+                if e.status != 409:
+                    raise
+
+    def _write_ports(self, ports: components.Ports) -> None:
+        self._info_file.write_text(json.dumps({"ports": asdict(ports)}, indent=2) + "\n")
 
     def _phase_done(self, phase: str, start: float) -> None:
         """Records when `phase` finished, in seconds since `up` began (`self.timings`)."""

@@ -10,6 +10,16 @@ POD_CIDR = "10.244.0.0/16"
 # kwok manages exactly the nodes carrying this annotation (as kwokctl does).
 KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 
+# The default StorageClass and its provisioner (tools/provisioner): claims that name no class
+# (the chart's etcd volumes) get a `local` PV, a directory in <state dir>/volumes, pinned to the
+# node the scheduler chose. Every node is this machine (kwok's never mount; the real node's
+# kubelet runs here), so one host directory serves any of them.
+PROVISIONER_NAME = "localcluster.io/local-path"
+STORAGE_CLASS = "local-path"
+# Its identity: a client cert bound to Kubernetes' own role for external provisioners (PVs,
+# claims, classes, events), so it can do nothing else.
+PROVISIONER_USER = "localcluster:local-path-provisioner"
+
 
 @dataclass(frozen=True)
 class Ports:
@@ -19,6 +29,8 @@ class Ports:
     controller_manager: int
     scheduler: int
     kwok: int
+    # 0 in the cluster.json of a cluster started before the provisioner existed.
+    provisioner: int = 0
 
 
 def etcd(_bin_dir: Path, state: Path, ports: Ports) -> list[str]:
@@ -105,3 +117,33 @@ def kwok(bin_dir: Path, state: Path, ports: Ports) -> list[str]:
             "--node-lease-duration-seconds=40",
             "--cidr=10.244.0.1/16", "--node-ip=10.244.0.1",
             f"--server-address=127.0.0.1:{ports.kwok}"]
+
+
+def provisioner(bin_dir: Path, state: Path, ports: Ports) -> list[str]:
+    return [str(bin_dir / "local-path-provisioner"),
+            f"--kubeconfig={state / 'kubeconfigs' / 'provisioner.kubeconfig'}",
+            f"--root={state / 'volumes'}",
+            f"--http-address=127.0.0.1:{ports.provisioner}"]
+
+
+def storage_objects() -> list[tuple[str, dict]]:
+    """(collection path, object) for the provisioner's RBAC and the default StorageClass."""
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": PROVISIONER_USER},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "system:persistent-volume-provisioner"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                      "name": PROVISIONER_USER}],
+    }
+    storage_class = {
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": STORAGE_CLASS, "annotations": {
+            "storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": PROVISIONER_NAME,
+        # The PV is pinned to a node, so it is made once the scheduler has picked the pod's.
+        "volumeBindingMode": "WaitForFirstConsumer",
+        "reclaimPolicy": "Delete",
+    }
+    return [("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", binding),
+            ("/apis/storage.k8s.io/v1/storageclasses", storage_class)]
