@@ -477,6 +477,7 @@ def doctor_report(helm: str | None = None) -> tuple[dict[str, Any], int]:
 
     looked: list[dict[str, Any]] = []
     used: dict[str, Any] | None = None
+    problem = ""
     for origin, candidate in helm_candidates(helm):
         entry: dict[str, Any] = {
             "origin": origin,
@@ -490,6 +491,7 @@ def doctor_report(helm: str | None = None) -> tuple[dict[str, Any], int]:
                 entry["path"] = check_candidate(candidate, origin)
             except errors.HelmNotFoundError as error:
                 entry["problem"] = error.detail
+                problem = str(error)  # with the hint on installing helm
             if used is None:  # the first place that names a helm decides, usable or not
                 used = entry
                 entry["used"] = True
@@ -501,7 +503,7 @@ def doctor_report(helm: str | None = None) -> tuple[dict[str, Any], int]:
         "helm": None,
         "looked_for": looked,
         "bundled": None,
-        "problem": used["problem"],
+        "problem": problem if used["problem"] else None,
     }
     code = EXIT_OK if used["path"] else EXIT_HELM_NOT_FOUND
     if used["path"]:
@@ -509,7 +511,7 @@ def doctor_report(helm: str | None = None) -> tuple[dict[str, Any], int]:
         try:
             api.run_offline(runner.version())
         except errors.HelmNotFoundError as error:
-            report["problem"], code = error.detail, EXIT_HELM_NOT_FOUND
+            report["problem"], code = str(error), EXIT_HELM_NOT_FOUND
         report["helm"] = {
             "path": used["path"],
             "origin": used["origin"],
@@ -519,8 +521,11 @@ def doctor_report(helm: str | None = None) -> tuple[dict[str, Any], int]:
     if record is not None and binary is not None:
         import hashlib
 
+        sha256 = hashlib.sha256()
         with open(binary, "rb") as handle:
-            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+            while chunk := handle.read(1 << 20):
+                sha256.update(chunk)
+        digest = sha256.hexdigest()
         matches = digest == record.get("sha256")
         report["bundled"] = {**record, "path": binary, "sha256_matches": matches}
         if not matches and code == EXIT_OK:
@@ -532,11 +537,10 @@ def doctor_report(helm: str | None = None) -> tuple[dict[str, Any], int]:
     return report, code
 
 
-#: What doctor says of a place that names no helm.
-_NAMES_NONE = {"helm=": "not given", "$VINEYARD_HELM_BINARY": "not set", "bundled": "none here"}
-
-
 def _format_doctor(report: dict[str, Any]) -> str:
+    from .helm import FROM_ARGUMENT, FROM_BUNDLE, FROM_ENVIRONMENT
+
+    names_none = {FROM_ARGUMENT: "not given", FROM_ENVIRONMENT: "not set", FROM_BUNDLE: "none here"}
     lines = [f"vineyard-helm {report['vineyard_helm']}, chart {report['chart']}"]
     helm = report["helm"]
     if helm is not None:
@@ -546,7 +550,7 @@ def _format_doctor(report: dict[str, Any]) -> str:
     lines.append("looked for, in order (the first place that names a helm is used):")
     width = max(len(entry["origin"]) for entry in report["looked_for"])
     for entry in report["looked_for"]:
-        found = entry["path"] or entry["problem"] or _NAMES_NONE.get(entry["origin"], "-")
+        found = entry["path"] or entry["problem"] or names_none.get(entry["origin"], "-")
         if entry["names"] and entry["path"] and entry["names"] != entry["path"]:
             found = f"{entry['names']} -> {found}"
         lines.append(f"  {entry['origin']:<{width}}  {found}{'  <- used' if entry['used'] else ''}")
@@ -565,8 +569,9 @@ def _format_doctor(report: dict[str, Any]) -> str:
 
 
 def run_helm(args: Sequence[str], out: TextIO, err: TextIO) -> int:
-    """``vineyard-helm helm ARGS``: the helm every other command would run (``$VINEYARD_HELM
-    _BINARY``, the bundled helm, PATH), run with ARGS; its output and exit code are its own.
+    """``vineyard-helm helm ARGS``: the helm every other command would run
+    (``$VINEYARD_HELM_BINARY``, the bundled helm, PATH), run with ARGS; its output and exit
+    code are its own.
     Streams without a file descriptor (a test's) get helm's output once it exits."""
     import subprocess
 
