@@ -8,9 +8,11 @@ Images:
                                         + busybox's wget and nc (init containers, probes, helm test)
   <the chart's etcd image>              like upstream's: static etcd, etcdctl, etcdutl at its tag,
                                         built from etcd's Go modules (tools/etcd), and no shell
+  <the chart's exporter image>          the static vineyard-exporter (tools/exporter) alone, as
+                                        user 65532: what hack/release.py publishes with the chart
   localhost/vineyard-worker:v0.24.2     bookworm minbase with python3 + the vineyard client, numpy
 
-The chart's two images carry the exact references the chart uses by default (read from the
+The chart's three images carry the exact references the chart uses by default (read from the
 `artifacthub.io/images` annotation of charts/vineyard/Chart.yaml, the one place they are
 written), so `helm install vineyard vineyard/vineyard` runs them unchanged: the real node's
 containerd pulls them from a registry on 127.0.0.1 that mirrors every upstream registry
@@ -43,6 +45,8 @@ BIN_DIR = REPO_ROOT / ".cache" / "bin"
 CHART_YAML = REPO_ROOT / "charts" / "vineyard" / "Chart.yaml"
 # Built by hack/build-tools.sh from tools/etcd at the chart's etcd tag.
 ETCD_BIN, ETCDCTL_BIN, ETCDUTL_BIN = BIN_DIR / "etcd", BIN_DIR / "etcdctl", BIN_DIR / "etcdutl"
+# Built by hack/build-tools.sh from tools/exporter (static, -trimpath: the same bytes each build).
+EXPORTER_BIN = BIN_DIR / "vineyard-exporter"
 BUSYBOX = Path("/bin/busybox")
 # Applets the chart's containers need that a minbase root lacks (it has sh, coreutils, grep).
 BUSYBOX_APPLETS = ("wget", "nc")
@@ -90,10 +94,11 @@ PAUSE = "localhost/pause:3.10"
 VINEYARDD = _CHART["vineyardd"]
 ETCD = _CHART["etcd"]
 ETCD_TAG = ETCD.rsplit(":", 1)[1]
+EXPORTER = _CHART["exporter"]
 WORKER = f"localhost/vineyard-worker:v{VINEYARD_VERSION}"
-ALL = (PAUSE, VINEYARDD, ETCD, WORKER)
+ALL = (PAUSE, VINEYARDD, ETCD, EXPORTER, WORKER)
 # Pulled by the real node through its loopback mirror, under the chart's own references.
-MIRRORED = (VINEYARDD, ETCD)
+MIRRORED = (VINEYARDD, ETCD, EXPORTER)
 # Imported into containerd directly (not the chart's: the sandbox and the tests' workers).
 IMPORTED = (PAUSE, WORKER)
 
@@ -227,6 +232,7 @@ class Images:
                         _sha256_file(BUSYBOX), BUSYBOX_APPLETS],
             ETCD: [_sha256_file(b) if b.exists() else "missing"
                    for b in (ETCD_BIN, ETCDCTL_BIN, ETCDUTL_BIN)],
+            EXPORTER: [_sha256_file(EXPORTER_BIN) if EXPORTER_BIN.exists() else "missing"],
             WORKER: [SUITE, ROOTFS["python"], self._worker_requirements()],
         }
 
@@ -294,6 +300,16 @@ class Images:
         stage = tmp / "stage"
         bindir = stage / "usr/local/bin"
         bindir.mkdir(parents=True)
+        if ref == EXPORTER:
+            # Nothing but the static binary (no shell, no libc), run as the chart's pod user.
+            if not EXPORTER_BIN.exists():
+                raise ImageError(f"no {EXPORTER_BIN}: run `make tools` (builds tools/exporter)")
+            shutil.copy2(EXPORTER_BIN, bindir / EXPORTER_BIN.name)
+            _fix_modes(stage)
+            config = {"Entrypoint": [f"/usr/local/bin/{EXPORTER_BIN.name}"], "Env": [PATH_ENV],
+                      "User": "65532:65532"}
+            self._archive(ref, [self._layer(stage, work)], config, out, work)
+            return
         if ref == ETCD:
             # Like upstream's image (distroless static): the three static binaries, empty data
             # and tmp directories, and no shell, so nothing in the chart may rely on one.

@@ -47,10 +47,25 @@ def test_listed_images_are_the_images_the_chart_deploys() -> None:
         i["name"]: i["image"]
         for i in yaml.safe_load(chart_yaml()["annotations"]["artifacthub.io/images"])
     }
-    manifests = render()
-    daemon = find(manifests, "DaemonSet")["spec"]["template"]["spec"]["containers"][0]["image"]
+    manifests = render({"metrics": {"enabled": True}})
+    containers = find(manifests, "DaemonSet")["spec"]["template"]["spec"]["containers"]
+    images = {c["name"]: c["image"] for c in containers}
     etcd = find(manifests, "StatefulSet")["spec"]["template"]["spec"]["containers"][0]["image"]
-    assert listed == {"vineyardd": daemon, "etcd": etcd}
+    assert listed == {
+        "vineyardd": images["vineyardd"],
+        "etcd": etcd,
+        "exporter": images["metrics-exporter"],
+    }
+
+
+def test_the_exporter_image_is_the_one_released_with_the_chart() -> None:
+    """hack/release.py publishes the exporter image under the chart's version."""
+    listed = {
+        i["name"]: i["image"]
+        for i in yaml.safe_load(chart_yaml()["annotations"]["artifacthub.io/images"])
+    }
+    assert listed["exporter"].endswith(":" + chart_yaml()["version"])
+    assert default_values()["metrics"]["exporter"]["image"]["tag"] == ""
 
 
 def test_default_vineyardd_tag_is_the_app_version_and_pinned() -> None:

@@ -35,11 +35,12 @@ def _mirror(cluster: Cluster) -> str:
 def test_default_install_pulls_the_charts_images_from_the_loopback_mirror(
         real_cluster: Cluster, namespace: str) -> None:
     """`helm install` with no image values: the pods run the chart's own references, which
-    containerd never had imported, so they were pulled, and the digests are the mirror's."""
-    Helm(real_cluster, namespace).install("seed")
+    containerd never had imported, so they were pulled, and the digests are the mirror's.
+    Metrics on, so the exporter's image (the project's own, off by default) is pulled too."""
+    Helm(real_cluster, namespace).install("seed", "metrics.enabled=true")
     pods = real_cluster.api.get(f"/api/v1/namespaces/{namespace}/pods")["items"]
     running = {c["image"] for p in pods for c in p["status"].get("containerStatuses", [])}
-    assert running == {images.VINEYARDD, images.ETCD}, running
+    assert running == {images.VINEYARDD, images.ETCD, images.EXPORTER}, running
     listed = _ctr(real_cluster, "images", "ls")
     for ref in images.MIRRORED:
         repo, tag = images.mirror_repository(ref)

@@ -29,5 +29,6 @@ def test_the_local_images_carry_the_charts_default_references() -> None:
     chart = yaml.safe_load((REPO / "charts/vineyard/Chart.yaml").read_text())
     vineyardd = f"{values['image']['repository']}:v{chart['appVersion']}"
     etcd = f"{values['etcd']['image']['repository']}:{values['etcd']['image']['tag']}"
-    assert (vineyardd, etcd) == (images.VINEYARDD, images.ETCD)
-    assert set(images.MIRRORED) == {vineyardd, etcd}
+    exporter = f"{values['metrics']['exporter']['image']['repository']}:{chart['version']}"
+    assert (vineyardd, etcd, exporter) == (images.VINEYARDD, images.ETCD, images.EXPORTER)
+    assert set(images.MIRRORED) == {vineyardd, etcd, exporter}

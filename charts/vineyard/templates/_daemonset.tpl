@@ -140,6 +140,9 @@ spec:
         {{- range .Values.sidecars }}
         {{- include "vineyard.sidecar" (dict "ctx" $ "container" .) | nindent 8 }}
         {{- end }}
+        {{- with include "vineyard.metrics.container" . }}
+        {{- . | nindent 8 }}
+        {{- end }}
       {{- with .Values.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}
