@@ -16,7 +16,7 @@ pytestmark = pytest.mark.timeout(1200)
 REFUSED = [
     (["etcd.replicaCount=3"], "etcd.replicaCount: 1 -> 3"),
     (["etcd.clientPort=2479"], "etcd.clientPort: 2379 -> 2479"),
-    (["etcd.persistence.enabled=true"], "etcd.persistence.enabled: false -> true"),
+    (["etcd.persistence.enabled=false"], "etcd.persistence.enabled: true -> false"),
 ]
 
 
