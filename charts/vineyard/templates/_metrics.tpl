@@ -103,14 +103,13 @@ job={{ $service | quote }},namespace={{ .ctx.Release.Namespace | quote }}
 
 {{/*
 Relabelings shared by the ServiceMonitors and PodMonitors: the job is the Service's name
-whichever kind of monitor found the target (the rules select it), and `node` is the node's name.
-Call with (dict "ctx" $ "job" <job name>).
+whichever kind of monitor found the target (the rules and the dashboard select it). No `node`
+target label: vineyard_instance_info carries the node, and a target label of the same name would
+rename the exporter's to exported_node. Call with (dict "ctx" $ "job" <job name>).
 */}}
 {{- define "vineyard.metrics.relabelings" -}}
 - targetLabel: job
   replacement: {{ .job | quote }}
-- sourceLabels: [__meta_kubernetes_pod_node_name]
-  targetLabel: node
 {{- end }}
 
 {{/* What the chart refuses about metrics.*, as a JSON list of messages. */}}
