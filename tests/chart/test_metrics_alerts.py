@@ -73,6 +73,23 @@ def ksm(metric: str, **labels: str) -> str:
     )
 
 
+def daemonset(name: str, *, ready: int, desired: int) -> dict[str, str]:
+    """kube-state-metrics' view of a DaemonSet for 15 minutes."""
+    return {
+        ksm("kube_daemonset_status_number_ready", daemonset=name): f"{ready}x15",
+        ksm("kube_daemonset_status_desired_number_scheduled", daemonset=name): f"{desired}x15",
+    }
+
+
+def statefulset(*, ready: int, replicas: int) -> dict[str, str]:
+    """kube-state-metrics' view of the etcd StatefulSet for 5 minutes."""
+    name = "vineyard-etcd"
+    return {
+        ksm("kube_statefulset_replicas", statefulset=name): f"{replicas}x5",
+        ksm("kube_statefulset_status_replicas_ready", statefulset=name): f"{ready}x5",
+    }
+
+
 POD = {"pod": "vineyard-x7k2p"}
 # etcd 3.6.16's series while the alarm is raised (measured), with the pod the monitors add.
 NOSPACE = 'pod="vineyard-etcd-0",alarm_type="NOSPACE",server_id="8e9e05c52164694d"'
@@ -151,21 +168,13 @@ CASES = {
     ),
     "fewer Ready vineyardd pods than desired for 10m fires": Case(
         "VineyardPodsNotReady",
-        {
-            ksm("kube_daemonset_status_number_ready", daemonset="vineyard"): "2x15",
-            ksm("kube_daemonset_status_desired_number_scheduled", daemonset="vineyard"): "3x15",
-        },
+        daemonset("vineyard", ready=2, desired=3),
         "15m",
         [{"namespace": "vineyard", "daemonset": "vineyard", "severity": "warning"}],
     ),
     "a pool's DaemonSet short of Ready pods fires": Case(
         "VineyardPodsNotReady",
-        {
-            ksm("kube_daemonset_status_number_ready", daemonset="vineyard-bigmem"): "0x15",
-            ksm(
-                "kube_daemonset_status_desired_number_scheduled", daemonset="vineyard-bigmem"
-            ): "1x15",
-        },
+        daemonset("vineyard-bigmem", ready=0, desired=1),
         "15m",
         [{"namespace": "vineyard", "daemonset": "vineyard-bigmem", "severity": "warning"}],
         values={
@@ -176,10 +185,8 @@ CASES = {
     "every desired pod Ready is quiet, and so is another DaemonSet": Case(
         "VineyardPodsNotReady",
         {
-            ksm("kube_daemonset_status_number_ready", daemonset="vineyard"): "3x15",
-            ksm("kube_daemonset_status_desired_number_scheduled", daemonset="vineyard"): "3x15",
-            ksm("kube_daemonset_status_number_ready", daemonset="vineyardx"): "0x15",
-            ksm("kube_daemonset_status_desired_number_scheduled", daemonset="vineyardx"): "3x15",
+            **daemonset("vineyard", ready=3, desired=3),
+            **daemonset("vineyardx", ready=0, desired=3),
         },
         "15m",
     ),
@@ -241,10 +248,7 @@ CASES = {
     ),
     "a member short of Ready in the StatefulSet fires": Case(
         "EtcdMemberDown",
-        {
-            ksm("kube_statefulset_replicas", statefulset="vineyard-etcd"): "3x5",
-            ksm("kube_statefulset_status_replicas_ready", statefulset="vineyard-etcd"): "2x5",
-        },
+        statefulset(ready=2, replicas=3),
         "5m",
         [{"namespace": "vineyard", "statefulset": "vineyard-etcd", "severity": "critical"}],
     ),
@@ -252,8 +256,7 @@ CASES = {
         "EtcdMemberDown",
         {
             f'up{{{ETCD},pod="vineyard-etcd-0"}}': "1x5",
-            ksm("kube_statefulset_replicas", statefulset="vineyard-etcd"): "3x5",
-            ksm("kube_statefulset_status_replicas_ready", statefulset="vineyard-etcd"): "3x5",
+            **statefulset(ready=3, replicas=3),
         },
         "5m",
     ),
