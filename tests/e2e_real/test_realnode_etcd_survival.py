@@ -109,6 +109,7 @@ def test_single_member_replaced_keeps_every_key(real_cluster: Cluster, namespace
     vineyardd = ready_pods(real_cluster, namespace, VINEYARDD)[0]
     seconds = _replace(real_cluster, namespace, "vy-vineyard-etcd-0", 1, etcd)
     record("etcd 1 member (claim): pod deleted to healthy, s", round(seconds, 1))
+    record("etcd 1 member (claim): pod deleted, keys before/after", [before, etcd.keys()])
     assert etcd.keys() == before
     assert "FOUND" in _named(real_cluster, namespace, "get", GET_NAMED, "survivor")
     after = ready_pods(real_cluster, namespace, VINEYARDD)[0]
@@ -133,9 +134,12 @@ def test_three_members_each_replaced_in_turn_then_drained(real_cluster: Cluster,
     assert "NAMED" in _named(real_cluster, namespace, "put", PUT_NAMED, "ha-survivor")
     before = etcd.keys()
     times = []
+    kept = []
     for i in range(3):
         times.append(_replace(real_cluster, namespace, f"vy-vineyard-etcd-{i}", 3, etcd))
-        assert etcd.keys(i) >= before, f"member {i} came back without every key"
+        kept.append(etcd.keys(i))
+        assert kept[-1] >= before, f"member {i} came back without every key"
+    record("etcd 3 members (claims): keys before, then on each replaced member", [before, kept])
     record("etcd 3 members (claims): each pod deleted to all healthy, s",
            [round(t, 1) for t in times])
     assert "FOUND" in _named(real_cluster, namespace, "get", GET_NAMED, "ha-survivor")
@@ -162,12 +166,14 @@ def test_three_members_each_replaced_in_turn_then_drained(real_cluster: Cluster,
     assert wait_until(lambda: etcd.healthy_members() == 3, 60, 1)
     record("etcd 3 members (claims): drain refused past 1 eviction, uncordon to all healthy, s",
            round(time.monotonic() - t0, 1))
+    record("etcd 3 members (claims): keys on each member after the drain",
+           [etcd.keys(i) for i in range(3)])
     for i in range(3):
         assert etcd.keys(i) >= before
         out = etcd.ctl(i, "get", "/vineyard-drain-test/written-during-drain",
                        "--print-value-only", "--consistency=s")
         assert out.strip() == "yes", f"member {i}: {out!r}"
-    assert "FOUND" in _named(real_cluster, namespace, "get", GET_NAMED, "ha-survivor")
+    assert "FOUND" in _named(real_cluster, namespace, "get-after-drain", GET_NAMED, "ha-survivor")
 
 
 def test_etcd_container_killed_in_place_keeps_every_key(real_cluster: Cluster,
@@ -182,7 +188,7 @@ def test_etcd_container_killed_in_place_keeps_every_key(real_cluster: Cluster,
     pod = real_cluster.api.get(f"/api/v1/namespaces/{namespace}/pods/vy-vineyard-etcd-0")
     container_id = pod["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
     t0 = time.monotonic()
-    real_cluster.real_node.kill_container(container_id)
+    real_cluster.real_node().kill_container(container_id)
 
     def restarted() -> bool:
         p = real_cluster.api.get(f"/api/v1/namespaces/{namespace}/pods/vy-vineyard-etcd-0")
@@ -190,6 +196,7 @@ def test_etcd_container_killed_in_place_keeps_every_key(real_cluster: Cluster,
         return statuses[0].get("restartCount", 0) >= 1 and statuses[0].get("ready", False)
     assert wait_until(restarted, 120, 0.5), helm.describe()
     record("etcd container SIGKILLed to Ready again, s", round(time.monotonic() - t0, 1))
+    record("etcd container SIGKILLed, keys before/after", [before, etcd.keys()])
     assert etcd.keys() == before
     assert "FOUND" in _named(real_cluster, namespace, "get", GET_NAMED, "killed")
 
@@ -214,6 +221,7 @@ def test_vineyardd_registers_again_when_throwaway_etcd_comes_back_empty(
     t0 = time.monotonic()
     _replace(real_cluster, namespace, "vy-vineyard-etcd-0", 1, etcd)
     empty = etcd.keys()
+    record("etcd 1 member (emptyDir): pod deleted, keys before/after", [before, empty])
     assert empty < before
 
     def restarted() -> bool:
@@ -223,6 +231,7 @@ def test_vineyardd_registers_again_when_throwaway_etcd_comes_back_empty(
     record("vineyardd restarted by liveness after etcd came back empty (failureThreshold 2), s",
            round(time.monotonic() - t0, 1))
     assert wait_until(lambda: etcd.keys() > empty, 60, 1)
+    record("etcd 1 member (emptyDir): keys once vineyardd registered again", etcd.keys())
     assert "MISSING" in _named(real_cluster, namespace, "lost", GET_NAMED, "before-loss")
     assert "NAMED" in _named(real_cluster, namespace, "put2", PUT_NAMED, "after-recovery")
     assert "FOUND" in _named(real_cluster, namespace, "get2", GET_NAMED, "after-recovery")
