@@ -2,7 +2,7 @@
 # Builds the pinned tools into .cache/bin, from the Go module proxy only, and installs the
 # Debian packages the local cluster needs. Idempotent: .cache/bin/.stamps/<tool> records what
 # was built; a tool whose stamp matches is skipped. Order: helm, helm3, ct (other work needs
-# them first), then the Kubernetes binaries, then kwok, the provisioner, the registry and
+# them first), then the Kubernetes binaries, then kwok, the provisioner, the exporter, the registry and
 # kube-score. Timings go to .cache/bin/build-times.log.
 #
 #   hack/build-tools.sh              everything (make tools)
@@ -11,7 +11,7 @@
 # Names: apt (the Debian packages), helm, helm3, ct, control-plane (kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubectl), node (kubelet, kube-proxy), etcd (etcd,
 # etcdctl), kwok (and its stages), provisioner (local-path-provisioner, tools/provisioner),
-# coredns, registry, kube-score.
+# exporter (vineyard-exporter, tools/exporter), coredns, registry, kube-score.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -140,23 +140,22 @@ etcd_build() {
   for b in etcd etcdctl etcdutl; do echo "$stamp" >"$STAMPS/$b"; done
 }
 
-# provisioner_build: the local cluster's default StorageClass provisioner, our own code in
-# tools/provisioner. Its stamp hashes the sources too (not only go.mod, as for pinned tools), so
-# an edit rebuilds it; its unit tests (e.g. Delete refusing paths outside --root) run before the
-# build, with the same flags, so they share the compile cache.
-provisioner_build() {
-  local dir="$TOOLS/provisioner" name=local-path-provisioner stamp
-  stamp="$(cd "$dir" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-12) $GO_SIG"
+# own_build: our own Go programs in tools/ (the provisioner of the local cluster's default
+# StorageClass; the chart's metrics exporter). Their stamps hash the sources too (not only
+# go.mod, as for pinned tools), so an edit rebuilds them and re-runs their Go tests.
+own_build() {  # name, tools/ dir, version (stamped and linked into main.version; may be empty)
+  local name=$1 dir="$TOOLS/$2" version=$3 stamp
+  stamp="$(cd "$dir" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-12) $version $GO_SIG"
   if up_to_date "$name" "$stamp"; then log "$name: up to date"; return; fi
   log "$name: testing and building"
-  (cd "$dir" && export CGO_ENABLED=0 && timed "$name (vet, test, build)" provisioner_steps "$name")
+  (cd "$dir" && export CGO_ENABLED=0 && timed "$name (vet, test, build)" own_steps "$name" "$version")
   echo "$stamp" >"$STAMPS/$name"
 }
 
-provisioner_steps() {  # name; in tools/provisioner
+own_steps() {  # name, version; in its tools/ dir
   go vet -trimpath ./...
   go test -trimpath -count=1 ./... >&2
-  go build -trimpath -ldflags "-s -w" -o "$BIN/$1" .
+  go build -trimpath -ldflags "-s -w${2:+ -X main.version=$2}" -o "$BIN/$1" .
 }
 
 apt_packages() {
@@ -170,7 +169,7 @@ apt_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-ALL=(apt helm helm3 ct control-plane node etcd kwok provisioner coredns registry kube-score)
+ALL=(apt helm helm3 ct control-plane node etcd kwok provisioner exporter coredns registry kube-score)
 
 build() {  # name
   case $1 in
@@ -204,7 +203,12 @@ build() {  # name
         "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
       kwok_stages
       ;;
-    provisioner) provisioner_build ;;
+    provisioner) own_build local-path-provisioner provisioner "" ;;
+    # The chart's metrics exporter, versioned as the chart (its image's tag).
+    exporter)
+      own_build vineyard-exporter exporter \
+        "$(awk '$1 == "version:" {print $2}' "$ROOT/charts/vineyard/Chart.yaml")"
+      ;;
     # CoreDNS for the real node: its own module, as released (no replace directives).
     coredns) go_install coredns github.com/coredns/coredns "$COREDNS_VERSION" "-s -w" ;;
     # The OCI registry for the release tests (`helm push`, `helm install oci://`).
