@@ -2,8 +2,8 @@
 # Builds the pinned tools into .cache/bin, from the Go module proxy only, and installs the
 # Debian packages the local cluster needs. Idempotent: .cache/bin/.stamps/<tool> records what
 # was built; a tool whose stamp matches is skipped. Order: helm, helm3, ct (other work needs
-# them first), then the Kubernetes binaries, then kwok, the provisioner, the exporter, the registry and
-# kube-score. Timings go to .cache/bin/build-times.log.
+# them first), then the Kubernetes binaries, then kwok, the provisioner, the exporter, the registry, crane
+# and kube-score. Timings go to .cache/bin/build-times.log.
 #
 #   hack/build-tools.sh              everything (make tools)
 #   hack/build-tools.sh helm helm3   only the named ones, in the order given (make check)
@@ -11,7 +11,7 @@
 # Names: apt (the Debian packages), helm, helm3, ct, control-plane (kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubectl), node (kubelet, kube-proxy), etcd (etcd,
 # etcdctl), kwok (and its stages), provisioner (local-path-provisioner, tools/provisioner),
-# exporter (vineyard-exporter, tools/exporter), coredns, registry, kube-score.
+# exporter (vineyard-exporter, tools/exporter), coredns, registry, crane, kube-score.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -169,7 +169,7 @@ apt_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-ALL=(apt helm helm3 ct control-plane node etcd kwok provisioner exporter coredns registry kube-score)
+ALL=(apt helm helm3 ct control-plane node etcd kwok provisioner exporter coredns registry crane kube-score)
 
 build() {  # name
   case $1 in
@@ -216,6 +216,13 @@ build() {  # name
       local dist=github.com/distribution/distribution/v3
       go_install registry "$dist/cmd/registry" "$REGISTRY_VERSION" \
         "-s -w -X $dist/version.version=$REGISTRY_VERSION"
+      ;;
+    # go-containerregistry's crane: hack/release.py pushes the exporter image (an OCI layout)
+    # to the chart's registry with it (auth from the docker config, as any registry client).
+    crane)
+      local ggcr=github.com/google/go-containerregistry
+      STATIC=1 go_install crane "$ggcr/cmd/crane" "$CRANE_VERSION" \
+        "-s -w -X $ggcr/cmd/crane/cmd.Version=$CRANE_VERSION"
       ;;
     # The manifest scanner of tests/reliability (checkov, the other one, is a PyPI package).
     kube-score)

@@ -2,8 +2,9 @@
 """Cut a release: one version (Chart.yaml's) for the chart, the Python package and the changelog.
 
     python hack/release.py [--dist dist] [--previous-index URL|FILE] [--repo-url URL]
-                           [--oci oci://REGISTRY/PATH [--plain-http]] [--no-isolation]
-                           [--platforms all|host|none|GOOS/GOARCH,...] [--allow-dirty]
+                           [--oci oci://REGISTRY/PATH [--plain-http] [--oci-name NAME]]
+                           [--platforms all|host|none|GOOS/GOARCH,...] [--images all|none]
+                           [--no-isolation] [--allow-dirty]
     python hack/release.py check        # only the version checks, nothing is built
 
 Writes into --dist (default dist/):
@@ -18,6 +19,11 @@ Writes into --dist (default dist/):
                              carrying helm (tools/versions.env's HELM_VERSION, built from its
                              Go module, static and stripped: hack/helm_wheels.py), e.g.
                              vineyard_helm-X-py3-none-macosx_11_0_arm64.whl
+    images/                  the images this project builds that the chart points at by default
+                             (the metrics exporter): vineyard-exporter-X.oci.tar, the OCI archive
+                             localcluster/images.py makes of tools/exporter built at version X,
+                             and vineyard-exporter-X.manifest.json, its manifest (the file's
+                             sha256 is the image's digest)
     SHA256SUMS               every file above but index.yaml and the public key
 
 Every wheel is checked before anything is pushed: its tags, its size, and for a platform wheel
@@ -32,8 +38,13 @@ The signing key comes from the environment (or the matching options):
                                   imported into a throwaway GNUPGHOME and exported for helm
     HELM_KEY_PASSPHRASE           the key's passphrase, if it has one (read by helm itself)
 
-`--oci` pushes the package (and its .prov) with `helm push`; log in first with
-`helm registry login`. Every step is checked; the first failure stops the release.
+`--oci` pushes the exporter image to REGISTRY/PATH/vineyard-exporter:X (with crane; log in with
+`crane auth login`) and then the package (and its .prov) with `helm push` (log in with
+`helm registry login`). Chart.yaml's exporter image must be exactly that reference, so the chart
+points at what the release publishes; `--oci-name` gives the public name of REGISTRY/PATH when
+--oci is a stand-in (a trial against a loopback registry). `--images none` builds and pushes no
+image (trial runs, as `--platforms none` builds no helm). Every step is checked; the first
+failure stops the release.
 """
 
 from __future__ import annotations
@@ -67,7 +78,9 @@ CHANGELOG = REPO / "CHANGELOG.md"
 PUBLIC_KEY_NAME = "vineyard-helm.gpg"
 # What the chart package, the wheel and the sdist are built from.
 RELEASED_PATHS = ("charts/vineyard", "vineyard_helm", "pyproject.toml", "README.md",
-                  "CHANGELOG.md", "hatch_build.py", "hack/helm_wheels.py", "tools/versions.env")
+                  "CHANGELOG.md", "hatch_build.py", "hack/helm_wheels.py", "tools/versions.env",
+                  # the exporter image
+                  "tools/exporter", "hack/build-tools.sh", "localcluster/images.py")
 # Keep a Changelog section -> Artifact Hub `artifacthub.io/changes` kind.
 KINDS = {"Added": "added", "Changed": "changed", "Deprecated": "deprecated",
          "Removed": "removed", "Fixed": "fixed", "Security": "security"}
@@ -208,9 +221,14 @@ def same_version(python_version: str, chart_version: str) -> bool:
 # ---- helpers --------------------------------------------------------------------------------
 
 
+def default_tool(name: str) -> str:
+    """hack/build-tools.sh's build of `name` if there is one, else PATH's."""
+    built = REPO / ".cache" / "bin" / name
+    return str(built) if built.exists() else (shutil.which(name) or name)
+
+
 def default_helm() -> str:
-    built = REPO / ".cache" / "bin" / "helm"
-    return str(built) if built.exists() else (shutil.which("helm") or "helm")
+    return default_tool("helm")
 
 
 def run(argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
@@ -317,6 +335,134 @@ def _gpg_bytes(argv: list[str], passphrase: str | None) -> bytes:
     return result.stdout
 
 
+# ---- the exporter image ---------------------------------------------------------------------
+
+EXPORTER = "vineyard-exporter"
+
+
+def expected_exporter_ref(registry_path: str | None, version: str) -> str | None:
+    """What Chart.yaml's exporter image must be: REGISTRY/PATH/vineyard-exporter:VERSION, next to
+    the chart; None without a registry path (then only the name and tag are checked)."""
+    if registry_path is None:
+        return None
+    return f"{registry_path.removeprefix('oci://').rstrip('/')}/{EXPORTER}:{version}"
+
+
+def chart_exporter_ref(chart: Path = CHART) -> str | None:
+    """The exporter image Chart.yaml's artifacthub.io/images names (as images.py reads it)."""
+    from localcluster import images
+
+    return images.chart_images(chart / "Chart.yaml").get("exporter")
+
+
+def exporter_ref_problem(version: str, registry_path: str | None,
+                         chart: Path = CHART) -> str | None:
+    """Why Chart.yaml's exporter image (artifacthub.io/images) is not the one this release
+    publishes, or None. values.yaml's default agrees with the annotation (a unit test checks)."""
+    try:
+        ref = chart_exporter_ref(chart)
+    except (KeyError, TypeError, AttributeError) as e:  # no annotation, or not a list of images
+        return f"Chart.yaml's artifacthub.io/images cannot be read: {e!r}"
+    expected = expected_exporter_ref(registry_path, version)
+    fix = ("the release publishes the exporter image next to the chart, tagged with the "
+           "chart's version: fix artifacthub.io/images and values.yaml's metrics.exporter.image")
+    if ref is None:
+        return "Chart.yaml's artifacthub.io/images has no `exporter` image"
+    if expected is not None and ref != expected:
+        return f"Chart.yaml's exporter image is {ref}, this release would publish {expected}: {fix}"
+    name, _, tag = ref.rpartition(":")
+    if name.rpartition("/")[2] != EXPORTER or tag != version:
+        return f"Chart.yaml's exporter image is {ref}, not .../{EXPORTER}:{version}: {fix}"
+    return None
+
+
+@dataclass(frozen=True)
+class Image:
+    ref: str            # where it was published (or would be): REGISTRY/PATH/NAME:TAG
+    archive: Path       # the OCI archive, in dist/images
+    manifest: Path      # its manifest, beside it: sha256 of the file = the image's digest
+    digest: str         # sha256:...
+
+
+def build_exporter_image(version: str, out: Path) -> tuple[Path, Path, str]:
+    """tools/exporter built at `version` (hack/build-tools.sh, which stamps the chart's version
+    into main.version) and its OCI archive (localcluster/images.py, reproducible: the same
+    binary gives the same digest), copied into `out`. Returns (archive, manifest, digest)."""
+    import json
+    import tarfile
+
+    from localcluster import images
+
+    log(f"building {EXPORTER} {version} (hack/build-tools.sh exporter) and its image")
+    run(["bash", str(REPO / "hack" / "build-tools.sh"), "exporter"])
+    says = run([str(images.EXPORTER_BIN), "--version"]).split()
+    if says[:2] != [EXPORTER, version]:
+        raise ReleaseError(f"{images.EXPORTER_BIN} --version says {' '.join(says)!r}, "
+                           f"not {EXPORTER} {version}")
+    try:
+        built = images.Images().build((images.EXPORTER,))
+    except images.ImageError as e:
+        raise ReleaseError(f"cannot build the {EXPORTER} image: {e}") from None
+    out.mkdir(parents=True, exist_ok=True)
+    archive = Path(shutil.copyfile(built.archives[images.EXPORTER],
+                                   out / f"{EXPORTER}-{version}.oci.tar"))
+    with tarfile.open(archive) as tar:
+        index = json.load(tar.extractfile("index.json"))  # type: ignore[arg-type]
+        (desc,) = index["manifests"]
+        blob = tar.extractfile(f"blobs/sha256/{desc['digest'].removeprefix('sha256:')}")
+        manifest_bytes = blob.read()  # type: ignore[union-attr]
+    digest = "sha256:" + hashlib.sha256(manifest_bytes).hexdigest()
+    if digest != desc["digest"]:
+        raise ReleaseError(f"{archive.name}: its manifest's sha256 is {digest}, "
+                           f"index.json says {desc['digest']}")
+    manifest = out / f"{EXPORTER}-{version}.manifest.json"
+    manifest.write_bytes(manifest_bytes)
+    return archive, manifest, digest
+
+
+def registry_digest(crane: str, ref: str, *, plain_http: bool) -> str | None:
+    """The digest of the manifest `ref` (a tag) names in its registry, None if it has none."""
+    argv = [crane, "digest", ref, *(["--insecure"] if plain_http else [])]
+    result = subprocess.run(argv, capture_output=True, text=True)
+    if result.returncode == 0:
+        return result.stdout.strip()
+    if re.search(r"MANIFEST_UNKNOWN|NAME_UNKNOWN", result.stderr):
+        return None
+    raise ReleaseError(f"cannot ask the registry for {ref}: `{' '.join(argv)}` failed:\n"
+                       f"{result.stderr.strip()}")
+
+
+def refuse_other_image(crane: str, ref: str, digest: str, *, plain_http: bool) -> bool:
+    """A registry moves a pushed tag silently: refuse when `ref` already names another image.
+    True when it already names this very one (nothing to push: a re-run after a failed push of
+    the chart; the archive is reproducible, so a rebuild of the same sources matches)."""
+    there = registry_digest(crane, ref, plain_http=plain_http)
+    if there is not None and there != digest:
+        raise ReleaseError(f"{ref} is already in the registry as {there}, not this release's "
+                           f"{digest}: bump Chart.yaml's version (and CHANGELOG.md)")
+    return there == digest
+
+
+def push_image(crane: str, archive: Path, ref: str, digest: str, *, plain_http: bool) -> None:
+    """Pushes an OCI archive as `ref` and checks the registry then serves `digest` under it.
+
+    With go-containerregistry's crane (pinned in tools/versions.env, built by
+    hack/build-tools.sh): localcluster.images.push speaks the registry API for the loopback
+    mirror only (plain HTTP, no auth), and a real registry (ghcr.io) wants bearer-token
+    auth, credentials from the docker config, HTTPS and resumable uploads, which crane does
+    as maintained code. It pushes the layout's manifest bytes unchanged, so the digest is the
+    one recorded in SHA256SUMS."""
+    import tarfile
+
+    with tempfile.TemporaryDirectory(prefix="vineyard-image-") as tmp:
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        run([crane, "push", tmp, ref, *(["--insecure"] if plain_http else [])])
+    there = registry_digest(crane, ref, plain_http=plain_http)
+    if there != digest:
+        raise ReleaseError(f"pushed {ref}, but the registry serves {there}, not {digest}")
+
+
 # ---- the release ----------------------------------------------------------------------------
 
 
@@ -330,6 +476,7 @@ class Release:
     wheel: Path  # the pure one
     sdist: Path
     wheels: list[helm_wheels.WheelReport]  # the pure one first, then one per platform
+    images: list[Image]  # the exporter's, unless --images none
     oci_digest: str | None = None
 
 
@@ -396,17 +543,26 @@ def check_wheels(wheels: Sequence[Path], platforms: Sequence[helm_wheels.Platfor
 def cut(*, dist: Path, helm: str, key: str | None, keyring: str | None,
         armored_key: str | None, previous_index: str | None, repo_url: str | None,
         oci: str | None, plain_http: bool, isolation: bool, allow_dirty: bool,
-        platforms: Sequence[helm_wheels.Platform] = ()) -> Release:
+        platforms: Sequence[helm_wheels.Platform] = (), images: bool = True,
+        oci_name: str | None = None, crane: str | None = None) -> Release:
     problems = version_problems()
     if problems:
         raise ReleaseError("versions disagree:\n  " + "\n  ".join(problems))
     version = str(chart_metadata()["version"])
+    problem = exporter_ref_problem(version, oci_name or oci)
+    if problem:
+        raise ReleaseError(problem)
+    if oci and not images and not oci_name:
+        raise ReleaseError("--images none with --oci would push a chart whose exporter image is "
+                           "not published: only for a trial against a stand-in (--oci-name)")
+    crane = crane or default_tool("crane")
     if not allow_dirty:
         dirty = uncommitted(RELEASED_PATHS)
         if dirty:
             raise ReleaseError("uncommitted changes would be released (commit them, or pass "
                                "--allow-dirty for a trial run):\n  " + "\n  ".join(dirty))
-    repo_dir, python_dir = dist / "repo", dist / "python"
+    repo_dir, python_dir, images_dir = dist / "repo", dist / "python", dist / "images"
+    shutil.rmtree(images_dir, ignore_errors=True)
     for old in (repo_dir, python_dir):
         shutil.rmtree(old, ignore_errors=True)
         old.mkdir(parents=True)
@@ -425,6 +581,16 @@ def cut(*, dist: Path, helm: str, key: str | None, keyring: str | None,
 
         if oci:
             refuse_if_in_registry(helm, oci, version, plain_http=plain_http)
+        built: list[Image] = []
+        exporter_there = False
+        if images:
+            archive, manifest, image_digest = build_exporter_image(version, images_dir)
+            # Where it goes (with --oci), else the name the chart gives it.
+            ref = str(expected_exporter_ref(oci, version) or chart_exporter_ref())
+            if oci:
+                exporter_there = refuse_other_image(crane, ref, image_digest,
+                                                    plain_http=plain_http)
+            built.append(Image(ref, archive, manifest, image_digest))
 
         with signing_key(key, keyring, armored_key, work) as (signer, public):
             log(f"packaging and signing vineyard {version} with {signer.name!r}")
@@ -459,8 +625,15 @@ def cut(*, dist: Path, helm: str, key: str | None, keyring: str | None,
     reports = check_wheels(wheels, platforms, version)
 
     release = Release(version, package, provenance, repo_dir / "index.yaml",
-                      repo_dir / PUBLIC_KEY_NAME, wheel, sdist, reports)
+                      repo_dir / PUBLIC_KEY_NAME, wheel, sdist, reports, built)
     if oci:
+        # The image first: the chart must never point at an image that is not there yet.
+        for image in built:
+            if exporter_there:
+                log(f"{image.ref} is already {image.digest}: not pushed again")
+            else:
+                log(f"pushing {image.ref}")
+                push_image(crane, image.archive, image.ref, image.digest, plain_http=plain_http)
         log(f"pushing to {oci}")
         push = [helm, "push", str(package), oci] + (["--plain-http"] if plain_http else [])
         out = run(push)
@@ -468,7 +641,8 @@ def cut(*, dist: Path, helm: str, key: str | None, keyring: str | None,
         release.oci_digest = digest[1] if digest else None
 
     sums = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(dist).as_posix()}"
-            for p in (package, provenance, *wheels, sdist)]
+            for p in (package, provenance, *wheels, sdist,
+                      *(f for i in built for f in (i.archive, i.manifest)))]
     (dist / "SHA256SUMS").write_text("\n".join(sums) + "\n")
     return release
 
@@ -488,7 +662,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the published index.yaml (URL or file) to merge with")
     parser.add_argument("--repo-url", help="absolute URL the HTTP repository is published at "
                                            "(default: package URLs relative to index.yaml)")
-    parser.add_argument("--oci", help="push to this registry path, e.g. oci://ghcr.io/ORG/charts")
+    parser.add_argument("--oci", help="push to this registry path, e.g. oci://ghcr.io/ORG: the "
+                                      "chart to .../vineyard, the exporter image to "
+                                      ".../vineyard-exporter")
+    parser.add_argument("--oci-name", metavar="REGISTRY/PATH",
+                        help="the public name of --oci's registry path, which Chart.yaml's "
+                             "image references must use (default: --oci itself); for a trial "
+                             "against a stand-in registry")
+    parser.add_argument("--images", choices=["all", "none"], default="all",
+                        help="build (and with --oci push) the images the chart points at that "
+                             "this project builds, the metrics exporter (default), or none "
+                             "(trial runs: Chart.yaml's reference is still checked)")
+    parser.add_argument("--crane", default=default_tool("crane"),
+                        help="crane binary, pushes the images (default: %(default)s)")
     parser.add_argument("--plain-http", action="store_true",
                         help="talk plain HTTP to the registry (a loopback test registry)")
     parser.add_argument("--allow-dirty", action="store_true",
@@ -516,7 +702,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       previous_index=args.previous_index, repo_url=args.repo_url,
                       oci=args.oci, plain_http=args.plain_http,
                       isolation=not args.no_isolation, allow_dirty=args.allow_dirty,
-                      platforms=select_platforms(args.platforms))
+                      platforms=select_platforms(args.platforms),
+                      images=args.images == "all", oci_name=args.oci_name, crane=args.crane)
     except ReleaseError as e:
         print(f"release failed: {e}", file=sys.stderr)
         return 1
@@ -531,6 +718,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {report.path.relative_to(dist)}  {report.size / 2**20:.1f} MiB  {helm}")
         if report.helm_says:
             print(f"    runs here: {report.helm_says}")
+    for image in release.images:
+        print(f"  {image.archive.relative_to(dist)}  {image.ref}@{image.digest}"
+              + ("" if args.oci else " (not pushed: no --oci)"))
     if args.oci:
         print(f"  {args.oci.rstrip('/')}/vineyard:{release.version} {release.oci_digest or ''}")
     return 0

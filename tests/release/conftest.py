@@ -19,6 +19,7 @@ import pytest
 
 from release_kit import (
     BIN,
+    CRANE,
     HELM,
     HELM3,
     KEY_NAME,
@@ -31,6 +32,7 @@ from release_kit import (
     chart_version,
     make_key,
     previous_release,
+    public_path,
     release_cmd,
     run,
     start_registry,
@@ -69,7 +71,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def helm_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Environment for helm: its own config, cache and data dirs (no user state is read or
     written), the built tools first on PATH."""
-    for tool in (HELM, HELM3, REGISTRY):
+    for tool in (HELM, HELM3, REGISTRY, CRANE):
         assert tool.exists(), f"{tool} missing: run `make tools` (hack/build-tools.sh)"
     home = tmp_path_factory.mktemp("helm-home")
     return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -134,7 +136,8 @@ def tls_registry(tmp_path_factory: pytest.TempPathFactory,
 def published(tmp_path_factory: pytest.TempPathFactory, helm_env: dict[str, str],
               signing_key: Key, registry: Registry, static_site) -> Published:
     """hack/release.py run as in CI: the armored key from the environment, the published
-    index merged, the chart pushed to the registry; then dist/repo copied onto the site."""
+    index merged, the exporter image and then the chart pushed to the registry (standing in
+    for the one Chart.yaml's image names); then dist/repo copied onto the site."""
     tmp = tmp_path_factory.mktemp("release")
     site = tmp / "site"
     previous_release(site, signing_key, helm_env, tmp)
@@ -144,7 +147,8 @@ def published(tmp_path_factory: pytest.TempPathFactory, helm_env: dict[str, str]
            "VINEYARD_RELEASE_PRIVATE_KEY": signing_key.armored}
     start = time.monotonic()
     result = run(release_cmd("--dist", dist, "--previous-index", f"{served.url}/index.yaml",
-                             "--oci", registry.charts, "--plain-http", platforms="host"),
+                             "--oci", registry.charts, "--oci-name", public_path(),
+                             "--plain-http", platforms="host", images="all"),
                  env, timeout=600)
     seconds = time.monotonic() - start
     # Publishing is additive: the new files go next to the earlier release's.

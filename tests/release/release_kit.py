@@ -26,16 +26,32 @@ BIN = REPO / ".cache" / "bin"
 HELM = BIN / "helm"
 HELM3 = BIN / "helm3"
 REGISTRY = BIN / "registry"
+CRANE = BIN / "crane"
 PREVIOUS_VERSION = "0.0.9"
 KEY_NAME = "vineyard-helm release test"
 
-def release_cmd(*args: object, platforms: str = "none") -> list[object]:
+def release_cmd(*args: object, platforms: str = "none", images: str = "none") -> list[object]:
     """hack/release.py as the tests run it: from this (possibly uncommitted) checkout, the
     wheels built with the venv's pinned hatchling. Only the `published` release builds a wheel
     carrying helm, this machine's (platforms="host"): the other runs check other things, and
-    cross-compiling helm for every platform is the real release's job (minutes of 2 cores)."""
+    cross-compiling helm for every platform is the real release's job (minutes of 2 cores).
+    Likewise only the runs about the exporter image build it (images="all")."""
     return [sys.executable, REPO / "hack" / "release.py", *args, "--no-isolation",
-            "--allow-dirty", "--platforms", platforms]
+            "--allow-dirty", "--platforms", platforms, "--images", images]
+
+
+def exporter_image() -> str:
+    """Chart.yaml's exporter image (artifacthub.io/images): REGISTRY/PATH/vineyard-exporter:X."""
+    meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    listed = yaml.safe_load(meta["annotations"]["artifacthub.io/images"])
+    (ref,) = [entry["image"] for entry in listed if entry["name"] == "exporter"]
+    return str(ref)
+
+
+def public_path() -> str:
+    """The registry path the chart's exporter image names (ghcr.io/...): the loopback registry
+    stands in for it (`--oci-name`), as the chart's own default points there."""
+    return exporter_image().rsplit("/", 1)[0]
 
 
 def python_dist(dist: Path) -> tuple[Path, list[Path]]:

@@ -1,16 +1,29 @@
 """The chart in a real OCI registry (distribution, on 127.0.0.1): pushed with its provenance by
 the release command, pulled and verified, and installed into the local cluster by helm and by
-vineyard_helm."""
+vineyard_helm; the exporter image pushed next to it, under the chart's version."""
 from __future__ import annotations
 
+import hashlib
+import json
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
 import vineyard_helm
-from release_kit import HELM, Published, Registry, release_cmd, run, wait_for
+from release_kit import (
+    CRANE,
+    HELM,
+    Published,
+    Registry,
+    exporter_image,
+    public_path,
+    release_cmd,
+    run,
+    wait_for,
+)
 
 # Generous: the first install on a freshly started cluster waits for kwok to start the pods.
 INSTALL_TIMEOUT = "180s"
@@ -119,8 +132,87 @@ def test_release_refuses_a_version_already_in_the_registry(
     env = {**helm_env, "VINEYARD_RELEASE_KEY": signing_key.name,
            "VINEYARD_RELEASE_KEYRING": str(signing_key.secring)}
     result = run(release_cmd("--dist", tmp_path / "dist", "--oci", published.registry.charts,
-                             "--plain-http"), env, check=False)
+                             "--oci-name", public_path(), "--plain-http"), env, check=False)
     assert result.returncode == 1
     assert f"vineyard {published.version} is already in {published.registry.charts}/vineyard" \
         in result.stderr, result.stderr
     assert not list((tmp_path / "dist").rglob("*.tgz"))
+
+
+# ---- the exporter image ----------------------------------------------------------------------
+
+
+def _get(registry: Registry, path: str) -> tuple[bytes, str]:
+    """GET /v2/<path> from the plain-HTTP registry, as any client pulls: (body, its digest)."""
+    request = urllib.request.Request(
+        f"http://{registry.host}/v2/{path}",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return resp.read(), resp.headers.get("Docker-Content-Digest", "")
+
+
+def test_release_pushed_the_exporter_image_next_to_the_chart(published: Published) -> None:
+    v = published.version
+    manifest, served = _get(published.registry, f"charts/vineyard-exporter/manifests/{v}")
+    digest = f"sha256:{hashlib.sha256(manifest).hexdigest()}"
+    assert served == digest
+    sums = (published.dist / "SHA256SUMS").read_text().splitlines()
+    assert f"{digest[7:]}  images/vineyard-exporter-{v}.manifest.json" in sums
+    assert f"{published.registry.host}/charts/vineyard-exporter:{v}@{digest}" in published.stdout
+    config, _ = _get(published.registry,
+                     f"charts/vineyard-exporter/blobs/{json.loads(manifest)['config']['digest']}")
+    assert json.loads(config)["config"]["Entrypoint"] == ["/usr/local/bin/vineyard-exporter"]
+
+
+def test_release_refuses_another_image_under_the_exporter_tag(
+        published: Published, helm_env: dict[str, str], signing_key, tmp_path: Path) -> None:
+    # Another image already tagged with this version where the release would push its own
+    # (the chart is not there yet: the refusal is the image's, not the chart version's).
+    v, host = published.version, published.registry.host
+    theirs = f"{host}/elsewhere/vineyard-exporter:{v}"
+    run([CRANE, "mutate", "--insecure", "--label", "not=this-release", "--tag", theirs,
+         f"{host}/charts/vineyard-exporter:{v}"], helm_env)
+    before = run([CRANE, "digest", "--insecure", theirs], helm_env).stdout.strip()
+    env = {**helm_env, "VINEYARD_RELEASE_KEY": signing_key.name,
+           "VINEYARD_RELEASE_KEYRING": str(signing_key.secring)}
+    start = time.monotonic()
+    result = run(release_cmd("--dist", tmp_path / "dist", "--oci", f"oci://{host}/elsewhere",
+                             "--oci-name", public_path(), "--plain-http", images="all"),
+                 env, check=False)
+    print(f"refused in {time.monotonic() - start:.1f}s")
+    assert result.returncode == 1
+    assert f"{theirs} is already in the registry as {before}, not this release's sha256:" \
+        in result.stderr, result.stderr
+    assert run([CRANE, "digest", "--insecure", theirs], helm_env).stdout.strip() == before
+    assert not list((tmp_path / "dist").rglob("*.tgz"))
+
+
+def test_release_refuses_a_chart_naming_another_exporter_image(
+        registry: Registry, helm_env: dict[str, str], tmp_path: Path) -> None:
+    # Pushed to the loopback registry under its own name, the image would not be the one
+    # Chart.yaml points at: refused before anything is built or pushed.
+    v = str(exporter_image().rsplit(":", 1)[1])
+    result = run(release_cmd("--dist", tmp_path / "dist", "--oci", registry.charts,
+                             "--plain-http", images="all"), helm_env, check=False)
+    assert result.returncode == 1
+    assert (f"Chart.yaml's exporter image is {exporter_image()}, this release would publish "
+            f"{registry.host}/charts/vineyard-exporter:{v}") in result.stderr, result.stderr
+    assert not list((tmp_path / "dist").rglob("*.*"))
+
+
+def test_release_rerun_finds_its_own_image_and_pushes_the_chart(
+        published: Published, helm_env: dict[str, str], signing_key, tmp_path: Path) -> None:
+    # A release whose image went up but whose chart push failed is cut again: the same sources
+    # give the same image (the archive is reproducible), so the tag is left as it is.
+    v, host = published.version, published.registry.host
+    ours = f"{host}/rerun/vineyard-exporter:{v}"
+    run([CRANE, "copy", "--insecure", f"{host}/charts/vineyard-exporter:{v}", ours], helm_env)
+    env = {**helm_env, "VINEYARD_RELEASE_KEY": signing_key.name,
+           "VINEYARD_RELEASE_KEYRING": str(signing_key.secring)}
+    result = run(release_cmd("--dist", tmp_path / "dist", "--oci", f"oci://{host}/rerun",
+                             "--oci-name", public_path(), "--plain-http", images="all"), env)
+    digest = run([CRANE, "digest", "--insecure", ours], helm_env).stdout.strip()
+    assert f"{ours} is already {digest}: not pushed again" in result.stderr, result.stderr
+    assert f"{ours}@{digest}" in result.stdout
+    run([HELM, "show", "chart", f"oci://{host}/rerun/vineyard", "--version", v, "--plain-http"],
+        helm_env)

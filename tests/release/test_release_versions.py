@@ -20,6 +20,8 @@ from release_kit import (
     Key,
     Published,
     chart_version,
+    exporter_image,
+    public_path,
     python_dist,
     release_cmd,
     run,
@@ -73,7 +75,9 @@ def test_release_writes_checksums_of_every_artifact(published: Published) -> Non
     assert set(listed) == {f"repo/vineyard-{v}.tgz", f"repo/vineyard-{v}.tgz.prov",
                            f"python/vineyard_helm-{v}-py3-none-any.whl",
                            f"python/{platform_wheel.name}",
-                           f"python/vineyard_helm-{v}.tar.gz"}
+                           f"python/vineyard_helm-{v}.tar.gz",
+                           f"images/vineyard-exporter-{v}.oci.tar",
+                           f"images/vineyard-exporter-{v}.manifest.json"}
     for name, digest in listed.items():
         assert hashlib.sha256((published.dist / name).read_bytes()).hexdigest() == digest
 
@@ -142,6 +146,22 @@ def test_drift_between_chart_and_changelog_is_reported(drift: str, tmp_path: Pat
     assert release.version_problems(chart, changelog), drift
 
 
+def test_chart_yaml_names_the_exporter_image_the_release_publishes(tmp_path: Path) -> None:
+    """REGISTRY/PATH/vineyard-exporter:<chart version>, REGISTRY/PATH being where --oci (or
+    --oci-name) puts the chart; a version bump that forgets the image's tag is caught."""
+    chart = tmp_path / "vineyard"
+    shutil.copytree(CHART, chart)
+    version = chart_version()
+    assert release.exporter_ref_problem(version, f"oci://{public_path()}", chart) is None
+    assert release.exporter_ref_problem(version, None, chart) is None
+    elsewhere = release.exporter_ref_problem(version, "oci://127.0.0.1:5000/charts", chart)
+    assert f"this release would publish 127.0.0.1:5000/charts/vineyard-exporter:{version}" \
+        in str(elsewhere)
+    _bump_chart(chart, tmp_path / "CHANGELOG.md")
+    stale = release.exporter_ref_problem("9.9.9", None, chart)
+    assert f"exporter image is {exporter_image()}, not .../vineyard-exporter:9.9.9" in str(stale)
+
+
 def test_python_only_entries_stay_out_of_the_chart_annotation() -> None:
     [top, *_] = release.parse_changelog((REPO / "CHANGELOG.md").read_text())
     python_only = [d for _, d in top.changes if d.startswith(release.PYTHON_ONLY)]
@@ -195,7 +215,7 @@ def test_release_from_a_clean_clone_and_refusal_once_it_is_dirty(
     env = {**helm_env, "VINEYARD_RELEASE_KEY": signing_key.name,
            "VINEYARD_RELEASE_KEYRING": str(signing_key.secring)}
     script = [sys.executable, clone / "hack" / "release.py", "--helm", HELM, "--no-isolation",
-              "--platforms", "none"]
+              "--platforms", "none", "--images", "none"]
     run([*script, "--dist", tmp_path / "clean"], env)
     assert len(list((tmp_path / "clean" / "python").glob("*.whl"))) == 1
 
