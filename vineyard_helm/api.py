@@ -394,19 +394,62 @@ async def uninstall_async(
             raise
 
 
-async def _status(runner: Helm, *, release: str, namespace: str) -> ReleaseStatus:
+async def _status_documents(
+    runner: Helm, *, release: str, namespace: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``helm status -o json`` (with live resources) and ``helm get metadata -o json``."""
     import asyncio
-
-    from .helm_json import status_from_json
 
     base = ["--namespace", namespace, "--output", "json"]
     status_out, metadata_out = await asyncio.gather(
         runner.run(["status", release, *base, *(await runner.status_args())]),
         runner.run(["get", "metadata", release, *base]),
     )
-    return status_from_json(
-        _parse_json_output(status_out), metadata=_parse_json_output(metadata_out)
+    return _parse_json_output(status_out), _parse_json_output(metadata_out)
+
+
+async def _status(runner: Helm, *, release: str, namespace: str) -> ReleaseStatus:
+    from .helm_json import status_from_json
+
+    data, metadata = await _status_documents(runner, release=release, namespace=namespace)
+    return status_from_json(data, metadata=metadata)
+
+
+async def _with_metrics(
+    status: ReleaseStatus,
+    data: dict[str, Any],
+    *,
+    namespace: str,
+    kubeconfig: str | os.PathLike[str] | None,
+    context: str | None,
+) -> ReleaseStatus:
+    """The status with what the pods' /metrics pages say (vineyard_helm/metrics.py), which pods
+    and ports taken from the workloads helm returned."""
+    import dataclasses
+
+    from .helm_json import _objects
+    from .metrics import collect
+
+    live = (data.get("info") or {}).get("resources") or {}
+    by_name = {
+        (obj.get("metadata") or {}).get("name"): obj
+        for kind in ("DaemonSet", "StatefulSet")
+        for obj in _objects(live, kind)
+    }
+    pods = {
+        (obj.get("metadata") or {}).get("name", ""): obj
+        for obj in _objects(live, "Pod(related)") + _objects(live, "Pod")
+    }
+    daemonsets = [d for d in (status.vineyardd, *status.pools) if d is not None]
+    report = await collect(
+        namespace=namespace,
+        vineyardd=[(d, by_name.get(d.name)) for d in daemonsets],
+        etcd=(status.etcd, by_name.get(status.etcd.name)) if status.etcd else None,
+        kubeconfig=os.fspath(kubeconfig) if kubeconfig is not None else None,
+        context=context,
+        pods=pods,
     )
+    return dataclasses.replace(status, metrics=report)
 
 
 async def status_async(
@@ -416,11 +459,26 @@ async def status_async(
     kubeconfig: str | os.PathLike[str] | None = None,
     context: str | None = None,
     helm: str | os.PathLike[str] | None = None,
+    metrics: bool = True,
 ) -> ReleaseStatus:
     """Release revision and status, vineyardd per node (desired/ready/updated), etcd members,
-    Service endpoints and the socket location."""
+    Service endpoints and the socket location.
+
+    With ``metrics`` (the default), also each vineyardd's memory used against its size and each
+    etcd member's database size against its quota and its alarms, read from the pods' /metrics
+    pages through the API server (``ReleaseStatus.metrics``; needs the ``status`` extra: the
+    kubernetes client). vineyardd's need ``metrics.enabled``; a pod that cannot be reached is
+    reported as such, never an error."""
+    from .helm_json import status_from_json
+
     runner = Helm(helm=helm, kubeconfig=kubeconfig, context=context)
-    return await _status(runner, release=release, namespace=namespace)
+    data, metadata = await _status_documents(runner, release=release, namespace=namespace)
+    status = status_from_json(data, metadata=metadata)
+    if not metrics:
+        return status
+    return await _with_metrics(
+        status, data, namespace=namespace, kubeconfig=kubeconfig, context=context
+    )
 
 
 async def validate_async(

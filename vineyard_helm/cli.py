@@ -285,10 +285,17 @@ def build_parser() -> argparse.ArgumentParser:
     uninstall.add_argument(
         "--ignore-not-found", action="store_true", help="succeed if the release does not exist"
     )
-    commands.add_parser(
+    status = commands.add_parser(
         "status",
         parents=[common, release, output(formats, "table")],
-        help="release, vineyardd per node, etcd members, endpoints, socket",
+        help="release, vineyardd per node (with its memory), etcd members (database against "
+        "quota, alarms), endpoints, socket",
+    )
+    status.add_argument(
+        "--no-metrics",
+        dest="metrics",
+        action="store_false",
+        help="skip reading the pods' /metrics pages through the API server",
     )
     render = commands.add_parser(
         "render",
@@ -443,7 +450,9 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return EXIT_OK
 
     if args.command == "status":
-        result_status = api.status(args.release, namespace=args.namespace, **_cluster_options(args))
+        result_status = api.status(
+            args.release, namespace=args.namespace, metrics=args.metrics, **_cluster_options(args)
+        )
         if args.output == "table":
             from .output import format_status
 

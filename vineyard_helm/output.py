@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .records import Release, ReleaseStatus, WorkloadStatus
+from .records import EtcdMetrics, Release, ReleaseStatus, VineyarddMetrics, WorkloadStatus
 
 
 def table(rows: Sequence[Sequence[str]], *, indent: str = "") -> list[str]:
@@ -54,6 +54,46 @@ def _pod_state(ready: bool, reason: str) -> str:
     return "ready" if ready else f"not ready{': ' + reason if reason else ''}"
 
 
+def size(count: int | None) -> str:
+    """Bytes in binary units: ``512.0 MiB``."""
+    if count is None:
+        return "?"
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"  # pragma: no cover
+
+
+def _of(used: int | None, whole: int | None, what: str) -> str:
+    percent = f" ({100 * used / whole:.0f}%)" if used is not None and whole else ""
+    return f"{size(used)} of {size(whole)}{' ' + what if what else ''}{percent}"
+
+
+def _state_cell(state: str, width: int = 72) -> str:
+    return state if len(state) <= width else state[: width - 3] + "..."
+
+
+def memory_cell(record: VineyarddMetrics | None) -> str:
+    if record is None:
+        return "-"
+    if record.state != "ok":
+        return _state_cell(record.state)
+    return _of(record.memory_used, record.memory_size, "")
+
+
+def etcd_db_cell(record: EtcdMetrics | None) -> str:
+    if record is None:
+        return "-"
+    if record.state != "ok":
+        return _state_cell(record.state)
+    text = _of(record.db_size, record.quota, "quota")
+    if record.db_in_use is not None:
+        text += f", {size(record.db_in_use)} in use"
+    return text
+
+
 def status_lines(status: ReleaseStatus) -> list[str]:
     """The status as lines: release, vineyardd per node, etcd members, Services, socket."""
     release = status.release
@@ -70,26 +110,43 @@ def status_lines(status: ReleaseStatus) -> list[str]:
         lines.append("vineyardd: no DaemonSet found")
     daemonsets = [("vineyardd", status.vineyardd)] if status.vineyardd else []
     daemonsets += [(f"vineyardd pool {pool.pool}", pool) for pool in status.pools]
+    report = status.metrics
+    if report is not None and report.note:
+        what = "memory and database sizes" if report.metrics_enabled else "vineyardd memory"
+        lines.append(f"{what}: {report.note}")
     for label, daemonset in daemonsets:
         lines.append(_workload_line(label, daemonset, "pods"))
-        rows = [["NODE", "POD", "STATE", "UPDATED", "RESTARTS"]] + [
-            [
+        memory = report is not None and report.metrics_enabled
+        rows = [["NODE", "POD", "STATE", "UPDATED", "RESTARTS", *(["MEMORY"] if memory else [])]]
+        for pod in daemonset.pods:
+            row = [
                 pod.node or "(unscheduled)",
                 pod.name,
                 _pod_state(pod.ready, pod.reason),
                 "yes" if pod.updated else "no",
                 str(pod.restarts),
             ]
-            for pod in daemonset.pods
-        ]
+            if report is not None and memory:
+                record = report.for_pod(pod.name)
+                row.append(memory_cell(record if isinstance(record, VineyarddMetrics) else None))
+            rows.append(row)
         if len(rows) > 1:
             lines += table(rows, indent="  ")
     if status.etcd is not None:
         lines.append(_workload_line("etcd", status.etcd, "members"))
-        rows = [["MEMBER", "NODE", "STATE"]] + [
-            [pod.name, pod.node or "(unscheduled)", _pod_state(pod.ready, pod.reason)]
-            for pod in status.etcd.pods
-        ]
+        db = report is not None and bool(report.etcd)
+        rows = [["MEMBER", "NODE", "STATE", *(["DATABASE", "ALARMS", "LEADER"] if db else [])]]
+        for pod in status.etcd.pods:
+            row = [pod.name, pod.node or "(unscheduled)", _pod_state(pod.ready, pod.reason)]
+            if report is not None and db:
+                record = report.for_pod(pod.name)
+                etcd = record if isinstance(record, EtcdMetrics) else None
+                row.append(etcd_db_cell(etcd))
+                ok = etcd is not None and etcd.state == "ok"
+                row.append((",".join(etcd.alarms) or "none") if etcd and ok else "-")
+                leader = etcd.has_leader if etcd is not None else None
+                row.append("-" if leader is None else "yes" if leader else "NO")
+            rows.append(row)
         if len(rows) > 1:
             lines += table(rows, indent="  ")
     if status.services:

@@ -126,6 +126,51 @@ class SocketLocation:
 
 
 @dataclass(frozen=True)
+class VineyarddMetrics:
+    """One vineyardd pod's memory, from its exporter's /metrics (``metrics.enabled``).
+
+    ``state`` is ``ok``, ``vineyardd down`` (the exporter answers, vineyardd does not),
+    ``metrics.enabled is off``, ``unreachable: ...``, ``forbidden: ...`` or ``unavailable: ...``;
+    the numbers are None unless the page was read."""
+
+    pod: str
+    node: str
+    state: str
+    memory_used: int | None = None  # vineyard_memory_usage_bytes
+    memory_size: int | None = None  # vineyard_memory_limit_bytes (vineyardd's --size)
+    instance_node: str = ""  # vineyard_instance_info's node label, as vineyardd reports it
+
+
+@dataclass(frozen=True)
+class EtcdMetrics:
+    """One etcd member's database against its quota, from etcd's own /metrics."""
+
+    pod: str
+    node: str
+    state: str  # as VineyarddMetrics.state
+    db_size: int | None = None  # etcd_mvcc_db_total_size_in_bytes
+    db_in_use: int | None = None  # etcd_mvcc_db_total_size_in_use_in_bytes
+    quota: int | None = None  # etcd_server_quota_backend_bytes
+    alarms: tuple[str, ...] = ()  # etcd_debugging_server_alarms at 1, e.g. ("NOSPACE",)
+    has_leader: bool | None = None  # etcd_server_has_leader
+
+
+@dataclass(frozen=True)
+class MetricsReport:
+    """What ``status`` read from the /metrics pages, per pod; ``note`` says why nothing was
+    read for all of them (no kubernetes client, ``metrics.enabled`` off)."""
+
+    vineyardd: tuple[VineyarddMetrics, ...] = ()
+    etcd: tuple[EtcdMetrics, ...] = ()
+    metrics_enabled: bool = False
+    note: str = ""
+
+    def for_pod(self, name: str) -> VineyarddMetrics | EtcdMetrics | None:
+        records: tuple[VineyarddMetrics | EtcdMetrics, ...] = (*self.vineyardd, *self.etcd)
+        return next((m for m in records if m.pod == name), None)
+
+
+@dataclass(frozen=True)
 class ReleaseStatus:
     """What `status` reports: the release, vineyardd per node (the release's own DaemonSet and
     one per node pool), etcd, Services, the socket."""
@@ -136,6 +181,9 @@ class ReleaseStatus:
     services: tuple[ServiceStatus, ...] = ()
     socket: SocketLocation | None = None
     pools: tuple[WorkloadStatus, ...] = ()
+    #: vineyardd's memory and etcd's database per pod (``status(metrics=True)``, the default);
+    #: None when not asked for.
+    metrics: MetricsReport | None = None
 
     @property
     def ready(self) -> bool:
