@@ -223,18 +223,22 @@ class Images:
 
     # --- the images ---------------------------------------------------------------------------
 
-    def _inputs(self) -> dict[str, list]:
-        """Per image: what its archive depends on (besides this file)."""
-        pause_c = Path(__file__).with_name("pause.c")
-        return {
-            PAUSE: [_sha256_file(pause_c)],
-            VINEYARDD: [SUITE, ROOTFS["base"], _sha256_file(vineyardd_binary()),
-                        _sha256_file(BUSYBOX), BUSYBOX_APPLETS],
-            ETCD: [_sha256_file(b) if b.exists() else "missing"
-                   for b in (ETCD_BIN, ETCDCTL_BIN, ETCDUTL_BIN)],
-            EXPORTER: [_sha256_file(EXPORTER_BIN) if EXPORTER_BIN.exists() else "missing"],
-            WORKER: [SUITE, ROOTFS["python"], self._worker_requirements()],
-        }
+    def _inputs(self, ref: str) -> list:
+        """What an image's archive depends on (besides this file). Only the asked image's inputs
+        are looked at: the release builds the exporter on a machine without the venv's vineyard."""
+        if ref == PAUSE:
+            return [_sha256_file(Path(__file__).with_name("pause.c"))]
+        if ref == VINEYARDD:
+            return [SUITE, ROOTFS["base"], _sha256_file(vineyardd_binary()),
+                    _sha256_file(BUSYBOX), BUSYBOX_APPLETS]
+        if ref == ETCD:
+            return [_sha256_file(b) if b.exists() else "missing"
+                    for b in (ETCD_BIN, ETCDCTL_BIN, ETCDUTL_BIN)]
+        if ref == EXPORTER:
+            return [_sha256_file(EXPORTER_BIN) if EXPORTER_BIN.exists() else "missing"]
+        if ref == WORKER:
+            return [SUITE, ROOTFS["python"], self._worker_requirements()]
+        raise ImageError(f"no such image: {ref}")
 
     def _worker_requirements(self) -> list[str]:
         """vineyard, numpy and setuptools pinned to the venv's versions (vineyard imports
@@ -255,7 +259,7 @@ class Images:
         start = time.monotonic()
         self.cache.mkdir(parents=True, exist_ok=True)
         me = _sha256_file(Path(__file__))
-        inputs = self._inputs()
+        inputs = {ref: self._inputs(ref) for ref in refs}
         result.seconds["hash inputs"] = time.monotonic() - start
         for ref in refs:
             key = hashlib.sha256(json.dumps([me, inputs[ref]]).encode()).hexdigest()[:12]

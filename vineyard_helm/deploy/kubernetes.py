@@ -84,6 +84,9 @@ def chart_values(
             },
         },
         "image": {"pullPolicy": vineyard_image_pull_policy},
+        # Upstream's delete_kubernetes_objects() left nothing behind: etcd's claims go with the
+        # release here too (the chart keeps them by default).
+        "etcd": {"persistence": {"whenDeleted": "Delete"}},
     }
     if memory_follows_size:
         values["vineyard"]["memoryHeadroom"] = MEMORY_HEADROOM
@@ -130,6 +133,8 @@ def start_vineyardd(
     ``vineyard_image_pull_policy``  ``image.pullPolicy``
     ``vineyard_image_pull_secrets`` ``imagePullSecrets`` (names: a list, or a
                                     comma-separated string)
+    (etcd's claims)                 ``etcd.persistence.whenDeleted`` Delete: uninstalling
+                                    removes them, as upstream's delete left nothing behind
     ``**extra_values``              more chart values, merged over these by helm
                                     (``etcd={"replicaCount": 3}``)
     ==============================  =========================================================
