@@ -36,12 +36,13 @@ test: setup
 	$(PY) -m pytest -q
 
 # The fast lane, about 2 minutes: lint (ruff, the whole repository), types (mypy), the unit and
-# chart suites. Needs only the venv, helm and helm3 (built alone, not the other tools); ct lint
+# chart suites. Needs only the venv, the Debian packages (promtool, for the alert tests) and helm
+# and helm3 (built alone, not the other tools); ct lint
 # (marker chart_testing) and tests/unit/test_static_checks.py (ruff and mypy again) are left to
 # make test.
 .PHONY: check
 check: venv
-	hack/build-tools.sh helm helm3
+	hack/build-tools.sh apt helm helm3
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 	$(PY) -m pytest -q tests/unit tests/chart -m "not chart_testing" \
