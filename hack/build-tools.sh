@@ -166,7 +166,13 @@ apt_packages() {
   if ((${#missing[@]} == 0)); then log "apt: ${APT_PACKAGES} ${REAL_NODE_APT_PACKAGES} installed"; return; fi
   log "apt: installing ${missing[*]}"
   apt-get update -qq
+  # No package may start its service: prometheus's would listen on 0.0.0.0:9090, containerd's and
+  # etcd's would take what the local cluster starts itself. policy-rc.d exiting 101 forbids it
+  # (present in container images; made for the install where it is missing).
+  local policy=/usr/sbin/policy-rc.d made=
+  if [[ ! -e $policy ]]; then printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod 755 "$policy"; made=1; fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [[ -n $made ]]; then rm -f "$policy"; fi
 }
 
 ALL=(apt helm helm3 ct control-plane node etcd kwok provisioner exporter coredns registry crane kube-score)
