@@ -86,10 +86,12 @@ def test_rpc_port_container_port_and_service_agree(scenario: str, rendered_scena
     (service,) = services
     (service_port,) = service["spec"]["ports"]
     assert service_port["targetPort"] == port["name"]
-    # Liveness is the socket (same process as the RPC server) plus, with etcd, the check that
-    # etcd still holds vineyardd's registration; no tcpSocket probe on the RPC port.
-    assert "exec" in container["livenessProbe"]
-    assert "/proc/net/unix" in container["livenessProbe"]["exec"]["command"][2]
+    # With etcd, liveness is the socket plus the check that etcd still holds vineyardd's
+    # registration; without, the RPC port (a probe distinct from readiness).
+    if parsed["meta"] == "etcd":
+        assert "/proc/net/unix" in container["livenessProbe"]["exec"]["command"][2]
+    else:
+        assert container["livenessProbe"]["tcpSocket"]["port"] == port["name"]
 
 
 def test_custom_rpc_port_moves_container_port_service_target_and_probe() -> None:

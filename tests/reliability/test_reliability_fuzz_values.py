@@ -150,8 +150,10 @@ def _helm(cluster: Cluster, *args: str, values: Any = None) -> subprocess.Comple
 def test_invalid_values_never_touch_the_cluster_or_a_running_release(
         cluster: Cluster, namespace_factory, record) -> None:
     ns = namespace_factory("fuzz-helm")
+    # --wait: the objects settle before the snapshot (etcd's claim binds when its pod is
+    # scheduled, and the StatefulSet's status moves until that pod is Ready).
     keeper = _helm(cluster, "install", "keeper", str(CHART), "-n", ns, "-f", "-",
-                   values={"vineyard": {"size": "64Mi"}})
+                   "--wait", "--timeout", "5m", values={"vineyard": {"size": "64Mi"}})
     assert keeper.returncode == 0, keeper.stderr
 
     def state() -> tuple[Any, ...]:

@@ -255,11 +255,11 @@ which registers afresh. An etcd that does not answer passes: that is etcd's outa
 restarting every vineyardd for it would only drop their memory.
 */}}
 {{- define "vineyard.probe.liveness" -}}
+{{- if eq .Values.vineyard.meta "etcd" }}
 exec:
   command:
     - sh
     - -c
-    {{- if eq .Values.vineyard.meta "etcd" }}
     - >-
       line=$(grep -E " 00010000 0001 01 +[0-9]+ {{ include "vineyard.socket.path" . | replace "$(MY_NODE_NAME)" "${MY_NODE_NAME}" | replace "." "\\." }}$" /proc/net/unix) || exit 1;
       set -- $line; inode=$7; rev=;
@@ -272,7 +272,16 @@ exec:
       echo "etcd lost vineyard's metadata (revision $seen_rev -> $rev): restart to register again"; exit 1; fi;
       echo "$inode $rev" > $seen
 timeoutSeconds: {{ add 3 (mul 2 (len (include "vineyard.etcd.endpointList" . | fromJsonArray))) }}
-    {{- else }}
+{{- else if .Values.vineyard.rpc.enabled }}
+{{- /* No etcd to check: the RPC port, served by the same process; a probe distinct from the
+readiness one, so a failing socket takes the pod out of Service before the kubelet kills it. */}}
+tcpSocket:
+  port: vineyard-rpc
+{{- else }}
+exec:
+  command:
+    - sh
+    - -c
     - {{ include "vineyard.probe.socketListening" . }}
     {{- end }}
 {{- end }}
