@@ -229,9 +229,13 @@ the probe asks the kernel instead: /proc/net/unix lists a listening (flags 00010
 stream socket bound at this path only while a live process in the pod's network namespace holds
 it. Probes get no $(VAR) expansion from the kubelet, so the shell expands the node name.
 */}}
-{{- define "vineyard.probe.socketListening" -}}
+{{- define "vineyard.probe.socketPattern" -}}
 {{- $path := include "vineyard.socket.path" . | replace "$(MY_NODE_NAME)" "${MY_NODE_NAME}" | replace "." "\\." -}}
-grep -qE " 00010000 0001 01 +[0-9]+ {{ $path }}$" /proc/net/unix
+" 00010000 0001 01 +[0-9]+ {{ $path }}$"
+{{- end }}
+
+{{- define "vineyard.probe.socketListening" -}}
+grep -qE {{ include "vineyard.probe.socketPattern" . }} /proc/net/unix
 {{- end }}
 
 {{- define "vineyard.probe.socket" -}}
@@ -261,7 +265,7 @@ exec:
     - sh
     - -c
     - >-
-      line=$(grep -E " 00010000 0001 01 +[0-9]+ {{ include "vineyard.socket.path" . | replace "$(MY_NODE_NAME)" "${MY_NODE_NAME}" | replace "." "\\." }}$" /proc/net/unix) || exit 1;
+      line=$(grep -E {{ include "vineyard.probe.socketPattern" . }} /proc/net/unix) || exit 1;
       set -- $line; inode=$7; rev=;
       for endpoint in {{ include "vineyard.etcd.endpointList" . | fromJsonArray | join " " }}; do
       rev=$(timeout 2 wget -q -O - --post-data='{}' "$endpoint/v3/maintenance/status" 2>/dev/null | sed -n 's/.*"revision":"\([0-9]*\)".*/\1/p');
@@ -278,12 +282,8 @@ readiness one, so a failing socket takes the pod out of Service before the kubel
 tcpSocket:
   port: vineyard-rpc
 {{- else }}
-exec:
-  command:
-    - sh
-    - -c
-    - {{ include "vineyard.probe.socketListening" . }}
-    {{- end }}
+{{- include "vineyard.probe.socket" . }}
+{{- end }}
 {{- end }}
 
 {{/*
