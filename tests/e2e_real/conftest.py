@@ -231,6 +231,15 @@ def run_pod(cluster: Cluster, ns: str, pod: dict, timeout: float = 180) -> tuple
     return phase, out
 
 
+def etcdctl(cluster: Cluster, ns: str, member: str, *args: str,
+            stdin: str | None = None) -> subprocess.CompletedProcess:
+    """etcdctl in an etcd member's container: the etcd image has no shell, one command per exec
+    (stdin, when given, is passed with `kubectl exec -i`)."""
+    interactive = ["-i"] if stdin is not None else []
+    return cluster.kubectl("-n", ns, "exec", *interactive, member, "-c", "etcd", "--", "etcdctl",
+                           *args, input=stdin, check=False)
+
+
 def ready_pods(cluster: Cluster, ns: str, selector: str) -> list[dict]:
     pods = cluster.api.get(f"/api/v1/namespaces/{ns}/pods?labelSelector={selector}")["items"]
     return [p for p in pods if p["metadata"].get("deletionTimestamp") is None and any(

@@ -4,12 +4,22 @@ who is charged for shared memory (the vineyardd pod or the worker that fills it)
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 from localcluster import Cluster, wait_until
 from localcluster.realnode import CGROUP_ROOT
 
-from .conftest import SOCKET_GID, Helm, hostpath_socket, ready_pods, record, run_pod, worker_pod
+from .conftest import (
+    SOCKET_GID,
+    Helm,
+    etcdctl,
+    hostpath_socket,
+    ready_pods,
+    record,
+    run_pod,
+    worker_pod,
+)
 
 LOAD = """
 import numpy as np, vineyard
@@ -62,18 +72,17 @@ def test_nospace_alarm_is_raised_at_the_quota_and_the_documented_recovery_clears
     assert "NAMED" in out, out
     member = "vy-vineyard-etcd-0"
 
-    def etcdctl(*args: str, stdin: str | None = None):
-        return real_cluster.kubectl("-n", namespace, "exec", "-i", member, "-c", "etcd", "--",
-                                    "etcdctl", *args, input=stdin, check=False)
+    def ctl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        return etcdctl(real_cluster, namespace, member, *args, stdin=stdin)
 
     # History, not live data: one key overwritten with 1 MiB until etcd refuses writes.
     value = "x" * (1 << 20)
     for _ in range(150):
-        if "NOSPACE" in etcdctl("alarm", "list").stdout:
+        if "NOSPACE" in ctl("alarm", "list").stdout:
             break
-        etcdctl("put", "/fill/one", stdin=value)
-    assert "NOSPACE" in etcdctl("alarm", "list").stdout
-    refused = etcdctl("put", "/after/alarm", "v")
+        ctl("put", "/fill/one", stdin=value)
+    assert "NOSPACE" in ctl("alarm", "list").stdout
+    refused = ctl("put", "/after/alarm", "v")
     assert refused.returncode != 0
     assert "database space exceeded" in refused.stderr, refused.stderr
     # The member stays in the Service and is not restarted: its probes exclude NOSPACE (the
@@ -83,7 +92,7 @@ def test_nospace_alarm_is_raised_at_the_quota_and_the_documented_recovery_clears
     statuses = pod["status"]["containerStatuses"]
     assert [c["restartCount"] for c in statuses] == [0], statuses
     assert all(c["ready"] for c in statuses), statuses
-    assert etcdctl("get", "/fill/one", "--keys-only").stdout.strip() == "/fill/one"
+    assert ctl("get", "/fill/one", "--keys-only").stdout.strip() == "/fill/one"
 
     # During the alarm a name cannot be written (persist() would block until etcd takes
     # writes again, so the object is named unpersisted: the etcd error comes first).
@@ -103,13 +112,13 @@ def test_nospace_alarm_is_raised_at_the_quota_and_the_documented_recovery_clears
     put_named = name_only.replace("c.put_name(", "c.persist(oid); c.put_name(")
 
     # The chart README's procedure (Operations, "Quota and the NOSPACE alarm").
-    status = json.loads(etcdctl("endpoint", "status", "-w", "json").stdout)
+    status = json.loads(ctl("endpoint", "status", "-w", "json").stdout)
     revision = status[0]["Status"]["header"]["revision"]
-    assert etcdctl("compact", str(revision)).returncode == 0
-    assert etcdctl("defrag", "--cluster").returncode == 0
-    assert etcdctl("alarm", "disarm").returncode == 0
-    assert etcdctl("alarm", "list").stdout.strip() == ""
-    assert etcdctl("put", "/after/recovery", "v").returncode == 0
+    assert ctl("compact", str(revision)).returncode == 0
+    assert ctl("defrag", "--cluster").returncode == 0
+    assert ctl("alarm", "disarm").returncode == 0
+    assert ctl("alarm", "list").stdout.strip() == ""
+    assert ctl("put", "/after/recovery", "v").returncode == 0
     # vineyardd itself: does it write metadata again by itself, or only once restarted?
     outcome = []
     for attempt in range(3):

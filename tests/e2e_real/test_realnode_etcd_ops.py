@@ -11,15 +11,10 @@ from collections.abc import Callable
 
 from localcluster import Cluster, images, wait_until
 
-from .conftest import CHART, Helm, record
+from .conftest import CHART, Helm, etcdctl, record
 
 ETCD_SEL = "app.kubernetes.io/component=etcd"
 SECURITY = {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532}
-
-
-def _etcdctl(cluster: Cluster, ns: str, member: str, *args: str) -> subprocess.CompletedProcess:
-    return cluster.kubectl("-n", ns, "exec", member, "-c", "etcd", "--", "etcdctl", *args,
-                           check=False)
 
 
 def _run_to_completion(cluster: Cluster, ns: str, pod: dict, timeout: float = 120) -> str:
@@ -72,7 +67,7 @@ def test_documented_topology_change_keeps_every_key(
     helm.install("vy", "etcd.persistence.enabled=true", "etcd.persistence.storageClass=")
     keys = {f"/vineyard/topology-test/{i}": f"value-{i}" for i in range(50)}
     for key, value in keys.items():
-        assert _etcdctl(real_cluster, ns, "vy-vineyard-etcd-0", "put", key, value).returncode == 0
+        assert etcdctl(real_cluster, ns, "vy-vineyard-etcd-0", "put", key, value).returncode == 0
 
     # 1. Back up to a claim with a one-off pod (the README's etcd-backup pod).
     real_cluster.api.create(f"/api/v1/namespaces/{ns}/persistentvolumeclaims",
@@ -124,13 +119,13 @@ def test_documented_topology_change_keeps_every_key(
     # 5. Install with the new values: one cluster of 3, every key on every member.
     helm.install("vy", "etcd.replicaCount=3", "etcd.persistence.enabled=true",
                  "etcd.persistence.storageClass=")
-    health = json.loads(_etcdctl(real_cluster, ns, "vy-vineyard-etcd-0", "endpoint", "status",
+    health = json.loads(etcdctl(real_cluster, ns, "vy-vineyard-etcd-0", "endpoint", "status",
                                  "--cluster", "-w", "json").stdout)
     cluster_ids = {h["Status"]["header"]["cluster_id"] for h in health}
     assert len(health) == 3, health
     assert len(cluster_ids) == 1, health
     for i in range(3):
-        got = _etcdctl(real_cluster, ns, f"vy-vineyard-etcd-{i}", "get", "--prefix",
+        got = etcdctl(real_cluster, ns, f"vy-vineyard-etcd-{i}", "get", "--prefix",
                        "/vineyard/topology-test/", "--consistency=s", "-w", "json").stdout
         kvs = json.loads(got).get("kvs", [])
         assert len(kvs) == len(keys), (i, len(kvs))

@@ -11,6 +11,7 @@ cluster with one: the chart's defaults, nothing pre-bound.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import yaml
@@ -22,6 +23,7 @@ from .conftest import (
     CHART,
     SOCKET_GID,
     Helm,
+    etcdctl,
     hostpath_socket,
     ready_pods,
     record,
@@ -44,10 +46,12 @@ class Etcd:
     def __init__(self, cluster: Cluster, namespace: str, release: str = "vy"):
         self.cluster, self.namespace, self.release = cluster, namespace, release
 
+    def run(self, member: int, *args: str) -> subprocess.CompletedProcess:
+        return etcdctl(self.cluster, self.namespace, f"{self.release}-vineyard-etcd-{member}",
+                       *args)
+
     def ctl(self, member: int, *args: str, timeout: str = "5s") -> str:
-        res = self.cluster.kubectl(
-            "-n", self.namespace, "exec", f"{self.release}-vineyard-etcd-{member}", "-c", "etcd",
-            "--", "etcdctl", f"--command-timeout={timeout}", *args, check=False)
+        res = self.run(member, f"--command-timeout={timeout}", *args)
         assert res.returncode == 0, (args, res.stdout, res.stderr)
         return res.stdout
 
@@ -57,9 +61,7 @@ class Etcd:
         return int(out.get("count", 0))
 
     def healthy_members(self, member: int = 0) -> int:
-        res = self.cluster.kubectl(
-            "-n", self.namespace, "exec", f"{self.release}-vineyard-etcd-{member}", "-c", "etcd",
-            "--", "etcdctl", "endpoint", "health", "--cluster", "-w", "json", check=False)
+        res = self.run(member, "endpoint", "health", "--cluster", "-w", "json")
         if res.returncode and not res.stdout.strip():
             return 0
         return sum(1 for h in json.loads(res.stdout or "[]") if h.get("health"))
