@@ -36,6 +36,7 @@ from .procs import (
     register_user,
     wait_until,
 )
+from .realnode import ControlPlane, RealNode
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = REPO_ROOT / ".cache" / "cluster"
@@ -206,10 +207,10 @@ class Cluster:
                 self.timings[f"real node: {phase}"] = seconds
         return time.monotonic() - start
 
-    def real_node(self):
+    def real_node(self) -> RealNode:
         """The real kubelet node of this state dir (localcluster/realnode.py)."""
-        from .realnode import RealNode
-        return RealNode(self)
+        return RealNode(ControlPlane(self.state_dir, self.bin_dir, self.kubeconfig, self.procs,
+                                     lambda: self.api))
 
     def _start(self, nodes: int, timeout: float, start: float) -> float:
         self._down()  # whatever is left of an earlier, unhealthy run

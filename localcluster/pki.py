@@ -49,6 +49,10 @@ def ensure_pki(pki: Path) -> None:
 
 
 def leaf_cert(pki: Path, name: str, subject: str, usage: str, sans: str | None) -> None:
+    """Writes `<name>.key` and `<name>.crt` in `pki`, signed by its CA: `subject` as openssl
+    writes it (/O=.../CN=...), extendedKeyUsage `usage` (clientAuth or serverAuth), and the
+    subjectAltName list `sans` (DNS:...,IP:...) when given. The cluster's components, the
+    provisioner and the real node get their identities from it."""
     key, crt = pki / f"{name}.key", pki / f"{name}.crt"
     ext = ["basicConstraints=critical,CA:FALSE",
            "keyUsage=critical,digitalSignature,keyEncipherment",

@@ -1,7 +1,7 @@
 """A real node for the local cluster: kubelet on containerd + runc + a CNI bridge, kube-proxy
 (iptables mode) and CoreDNS on the host, all joined to the loopback control plane.
 
-    node = RealNode(cluster)      # one per machine (a lock in /run names the owning state dir)
+    node = RealNode(plane)        # one per machine (a lock in /run names the owning state dir)
     node.up()                     # bridge, mirror, containerd, kubelet, kube-proxy, CoreDNS
     node.down()                   # and every host change it made undone (see `down`)
 
@@ -23,6 +23,9 @@ Ownership: host state that is machine-wide (the bridge, KUBE-* chains, port 1025
 only by the state dir named in OWNER_FILE while its processes live; everything else (run dir,
 cgroups, iptables chains, netns, mounts, log links) carries this state dir's id, so stopping or
 starting one state dir never touches another's real node.
+
+The node gets what it needs of its cluster as a ControlPlane (Cluster.real_node() makes one):
+this module imports nothing of cluster.py.
 """
 from __future__ import annotations
 
@@ -34,16 +37,15 @@ import shlex
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from . import images as images_mod
 from . import pki
 from .components import SERVICE_CIDR
-from .procs import ComponentError, free_port, log_tail, wait_until
-
-if TYPE_CHECKING:
-    from .cluster import Cluster
+from .kubeapi import KubeApi
+from .procs import ComponentError, Processes, free_port, log_tail, wait_until
 
 NODE_NAME = "real-node-0"
 BRIDGE = "lcbr0"
@@ -68,6 +70,23 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 class RealNodeError(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class ControlPlane:
+    """What a real node needs of the cluster it joins."""
+
+    state_dir: Path       # pki/ (the node's certificates), realnode/ (its files)
+    bin_dir: Path         # kubelet, kube-proxy, coredns, registry
+    kubeconfig: Path      # the admin kubeconfig: CoreDNS watches the API server with it
+    procs: Processes      # the state dir's pid files: the node's beside the control plane's
+    api: Callable[[], KubeApi]  # the admin REST client, asked for when used (its port can change)
+
+
+def _no_api(state_dir: Path) -> Callable[[], KubeApi]:
+    def missing() -> KubeApi:
+        raise RealNodeError(f"no control plane to reach for {state_dir}")
+    return missing
 
 
 def _run(*argv: str | Path, check: bool = True, **kw) -> subprocess.CompletedProcess:
@@ -135,17 +154,16 @@ def live_owner() -> Path | None:
         owner = Path(json.loads(OWNER_FILE.read_text())["state_dir"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    from .procs import Processes
     procs = Processes(owner)
     return owner if any(procs.pid(c) for c in COMPONENTS) else None
 
 
 class RealNode:
-    def __init__(self, cluster: Cluster):
-        self.cluster = cluster
-        self.id = state_dir_id(cluster.state_dir)
-        self.dir = cluster.state_dir / "realnode"
-        self.procs = cluster.procs            # pid files beside the control plane's
+    def __init__(self, plane: ControlPlane):
+        self.plane = plane
+        self.id = state_dir_id(plane.state_dir)
+        self.dir = plane.state_dir / "realnode"
+        self.procs = plane.procs
         # containerd's state: in /run for short socket paths, one directory per state dir.
         self.run_dir = Path(f"/run/localcluster-{self.id}")
         self.sock = self.run_dir / "containerd.sock"
@@ -170,14 +188,14 @@ class RealNode:
         it, or no live real node owns the machine and this state dir made host changes."""
         owner = live_owner()
         if owner is not None:
-            return owner == self.cluster.state_dir
+            return owner == self.plane.state_dir
         return self.host_file.exists()
 
     def up(self, *, timeout: float = 180.0) -> float:
         start = time.monotonic()
         if self.running() and self._node_ready():
             return 0.0
-        reason = unavailable_reason(self.cluster.bin_dir)
+        reason = unavailable_reason(self.plane.bin_dir)
         if reason:
             raise RealNodeError(f"real node: {reason}")
         self._claim_machine()
@@ -192,7 +210,7 @@ class RealNode:
             self._egress_rules()
             self._write_configs()
             registry = f"127.0.0.1:{self._ports['registry']}"
-            self._start("registry", [str(self.cluster.bin_dir / "registry"), "serve",
+            self._start("registry", [str(self.plane.bin_dir / "registry"), "serve",
                                      str(self.dir / "registry.yml")],
                         lambda: _http_ok(f"http://{registry}/v2/"), timeout,
                         # No telemetry: the registry's OpenTelemetry exporter stays off.
@@ -222,7 +240,7 @@ class RealNode:
             self._start("kube-proxy", self._kube_proxy_argv(),
                         lambda: _http_ok(f"http://127.0.0.1:{self._ports['proxy_health']}/healthz"),
                         timeout)
-            self._start("coredns", [str(self.cluster.bin_dir / "coredns"), "-conf",
+            self._start("coredns", [str(self.plane.bin_dir / "coredns"), "-conf",
                                     str(self.dir / "Corefile")],
                         lambda: _http_ok(f"http://127.0.0.1:{self._ports['dns_ready']}/ready"),
                         timeout)
@@ -235,17 +253,20 @@ class RealNode:
     def _claim_machine(self) -> None:
         """One real node per machine: the bridge, KUBE-* chains and port 10250 are machine-wide."""
         owner = live_owner()
-        if owner is not None and owner != self.cluster.state_dir:
+        if owner is not None and owner != self.plane.state_dir:
             raise RealNodeError(f"a real node already runs for {owner}; stop it first "
                                 f"(python -m localcluster --state-dir {owner} down)")
         try:
             last = Path(json.loads(OWNER_FILE.read_text())["state_dir"])
         except (OSError, ValueError, KeyError, TypeError):
             last = None
-        if last is not None and last != self.cluster.state_dir and last.exists():
-            # A run that died without `down`: its own teardown removes what it made.
-            type(self.cluster)(last, bin_dir=self.cluster.bin_dir).real_node().down()
-        OWNER_FILE.write_text(json.dumps({"state_dir": str(self.cluster.state_dir),
+        if last is not None and last != self.plane.state_dir and last.exists():
+            # A run that died without `down`: its own teardown removes what it made (no
+            # kubelet of it runs, so nothing is drained through its API server).
+            RealNode(replace(self.plane, state_dir=last,
+                             kubeconfig=last / self.plane.kubeconfig.name,
+                             procs=Processes(last), api=_no_api(last))).down()
+        OWNER_FILE.write_text(json.dumps({"state_dir": str(self.plane.state_dir),
                                           "id": self.id}) + "\n")
 
     def _start(self, name: str, argv: list[str], ready, timeout: float,
@@ -260,7 +281,7 @@ class RealNode:
 
     def _node_ready(self) -> bool:
         try:
-            node = self.cluster.api.get(f"/api/v1/nodes/{NODE_NAME}")
+            node = self.plane.api().get(f"/api/v1/nodes/{NODE_NAME}")
         except Exception:
             return False
         return any(c["type"] == "Ready" and c["status"] == "True"
@@ -357,7 +378,7 @@ class RealNode:
         return json.loads((self.dir / "ports.json").read_text())
 
     def _write_configs(self) -> None:
-        d, p = self.dir, self.cluster.state_dir / "pki"
+        d, p = self.dir, self.plane.state_dir / "pki"
         for sub in ("cni/net.d", "cni/data", "kubelet", "pod-logs", "volume-plugins"):
             (d / sub).mkdir(parents=True, exist_ok=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -377,8 +398,8 @@ class RealNode:
             if not (p / f"{name}.crt").exists():
                 pki.leaf_cert(p, name, subject, usage, sans)
         for user in (f"node-{NODE_NAME}", "kube-proxy"):
-            pki.write_kubeconfig(d / f"{user}.kubeconfig", server=self.cluster.server, pki=p,
-                                 user=user)
+            pki.write_kubeconfig(d / f"{user}.kubeconfig", server=self.plane.api().server,
+                                 pki=p, user=user)
         self._write_mirror_config(ports["registry"], ports["registry_debug"])
         (d / "containerd.toml").write_text(f"""version = 2
 root = "{d / 'containerd'}"
@@ -458,7 +479,7 @@ state = "{self.run_dir / 'state'}"
     ready 127.0.0.1:{ports['dns_ready']}
     prometheus 127.0.0.1:{ports['dns_metrics']}
     kubernetes {CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{
-        kubeconfig {self.cluster.kubeconfig} localcluster
+        kubeconfig {self.plane.kubeconfig} localcluster
         pods insecure
         fallthrough in-addr.arpa ip6.arpa
     }}
@@ -494,7 +515,7 @@ state = "{self.run_dir / 'state'}"
                 '  capabilities = ["pull", "resolve"]\n')
 
     def _kubelet_argv(self) -> list[str]:
-        return [str(self.cluster.bin_dir / "kubelet"), f"--config={self.dir / 'kubelet.json'}",
+        return [str(self.plane.bin_dir / "kubelet"), f"--config={self.dir / 'kubelet.json'}",
                 f"--kubeconfig={self.dir / f'node-{NODE_NAME}.kubeconfig'}",
                 f"--root-dir={self.kubelet_root}", f"--cert-dir={self.dir / 'kubelet-pki'}",
                 f"--hostname-override={NODE_NAME}", f"--node-ip={NODE_IP}",
@@ -502,7 +523,7 @@ state = "{self.run_dir / 'state'}"
 
     def _kube_proxy_argv(self) -> list[str]:
         ports = self._ports
-        return [str(self.cluster.bin_dir / "kube-proxy"),
+        return [str(self.plane.bin_dir / "kube-proxy"),
                 f"--kubeconfig={self.dir / 'kube-proxy.kubeconfig'}",
                 "--proxy-mode=iptables", f"--cluster-cidr={POD_SUBNET}",
                 f"--hostname-override={NODE_NAME}", f"--nodeport-addresses={NODE_IP}/32",
@@ -540,10 +561,10 @@ state = "{self.run_dir / 'state'}"
         """Taints the node NoExecute (DaemonSet and StatefulSet controllers then place no new
         pod on it), deletes its pods and lets kubelet stop them and tear down their sandboxes
         (CNI DEL) while containerd still runs; then deletes the Node."""
-        api = self.cluster.api
         path = f"/api/v1/nodes/{NODE_NAME}"
         on_node = f"/api/v1/pods?fieldSelector=spec.nodeName={NODE_NAME}"
         try:
+            api = self.plane.api()
             api.request("PATCH", path, {"spec": {"unschedulable": True, "taints": [
                 {"key": "localcluster/shutdown", "effect": "NoExecute"}]}},
                 content_type="application/merge-patch+json")
@@ -558,7 +579,7 @@ state = "{self.run_dir / 'state'}"
         # Sandboxes of deleted pods are stopped (network torn down) by kubelet right away.
         wait_until(lambda: not self._our_netns(), 15, 0.3)
         with contextlib.suppress(Exception):
-            api.delete(path)
+            self.plane.api().delete(path)
 
     def _host_state(self) -> dict | None:
         try:
@@ -621,7 +642,7 @@ state = "{self.run_dir / 'state'}"
         for path in (self.run_dir, self.kubelet_root, self.pod_logs, self.dir / "cni" / "data"):
             shutil.rmtree(path, ignore_errors=True)
         with contextlib.suppress(OSError, ValueError, KeyError):
-            if json.loads(OWNER_FILE.read_text())["state_dir"] == str(self.cluster.state_dir):
+            if json.loads(OWNER_FILE.read_text())["state_dir"] == str(self.plane.state_dir):
                 OWNER_FILE.unlink()
 
     def _remove_egress_rules(self) -> None:
@@ -755,6 +776,7 @@ def _comm(pid: str) -> str:
 __all__ = [
     "NODE_IP",
     "NODE_NAME",
+    "ControlPlane",
     "RealNode",
     "RealNodeError",
     "live_owner",
