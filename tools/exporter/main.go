@@ -12,6 +12,10 @@
 //
 // /metrics serves the metrics, /healthz answers 200 while the exporter runs (whether or not
 // vineyardd answers: vineyard_up says that).
+//
+//	vineyard-exporter selftest put|get ...
+//
+// is the chart's `helm test` of the data path instead (selftest.go).
 package main
 
 import (
@@ -130,6 +134,17 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "selftest" {
+		err := runSelftest(os.Args[2:], os.Stdout)
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "vineyard-exporter selftest:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	o, err := parseFlags(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {

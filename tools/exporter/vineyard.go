@@ -51,21 +51,33 @@ func (e *ReplyError) Error() string {
 
 // Conn is one registered IPC connection to vineyardd. Not safe for concurrent use.
 type Conn struct {
-	conn       net.Conn
-	Version    string // vineyardd's version, from its register reply
-	InstanceID uint64
+	conn        net.Conn
+	Version     string // vineyardd's version, from its register reply
+	InstanceID  uint64
+	RPCEndpoint string // host:port vineyardd advertises for RPC ("0.0.0.0:0" without RPC)
 }
 
 // Dial connects to the socket at path and registers, all within timeout.
 func Dial(path string, timeout time.Duration) (*Conn, error) {
-	c, err := net.DialTimeout("unix", path, timeout)
+	return dial("unix", path, timeout)
+}
+
+// DialRPC connects to vineyardd's RPC port at addr (host:port) and registers. The RPC server
+// speaks the same messages as the socket, without file descriptors.
+func DialRPC(addr string, timeout time.Duration) (*Conn, error) {
+	return dial("tcp", addr, timeout)
+}
+
+func dial(network, addr string, timeout time.Duration) (*Conn, error) {
+	c, err := net.DialTimeout(network, addr, timeout)
 	if err != nil {
 		return nil, err
 	}
 	conn := &Conn{conn: c}
 	var reply struct {
-		InstanceID uint64 `json:"instance_id"`
-		Version    string `json:"version"`
+		InstanceID  uint64 `json:"instance_id"`
+		Version     string `json:"version"`
+		RPCEndpoint string `json:"rpc_endpoint"`
 	}
 	// The version is the client's; vineyardd 0.24.2 only logs it.
 	req := map[string]any{"type": "register_request", "version": "0.24.2"}
@@ -73,7 +85,7 @@ func Dial(path string, timeout time.Duration) (*Conn, error) {
 		c.Close()
 		return nil, fmt.Errorf("register: %w", err)
 	}
-	conn.Version, conn.InstanceID = reply.Version, reply.InstanceID
+	conn.Version, conn.InstanceID, conn.RPCEndpoint = reply.Version, reply.InstanceID, reply.RPCEndpoint
 	return conn, nil
 }
 
@@ -136,6 +148,8 @@ func (c *Conn) roundTrip(req map[string]any, want string, out any, timeout time.
 	if _, err := c.conn.Write(frame); err != nil {
 		return err
 	}
+	// Exactly the framed reply is read: a file descriptor vineyardd passes next travels with
+	// the following byte, which a plain read would consume and close (recvFD reads it).
 	var header [8]byte
 	if _, err := io.ReadFull(c.conn, header[:]); err != nil {
 		return err
