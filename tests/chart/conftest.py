@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from chart_render import SCENARIOS, SCHEMA_PATH, Manifest, render
+from tests.support.chart_render import Manifest, render
+from tests.support.paths import SCENARIOS, SCHEMA_PATH
 
 
 @pytest.fixture(scope="session")

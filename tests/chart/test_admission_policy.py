@@ -15,7 +15,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from chart_render import CHART, HelmFailed, Manifest, find, render, run_helm_template
+from tests.support.chart_render import HelmFailed, Manifest, find, render, run_helm_template
+from tests.support.paths import CHART
 
 VAP_API = ("--api-versions", "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy")
 ADMISSION_KINDS = {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}

@@ -7,7 +7,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from chart_render import HelmFailed, deep_merge, default_values, run_helm_template
+from tests.support.chart_render import HelmFailed, deep_merge, default_values, run_helm_template
 
 # (case id, user values, the key the error must name as jsonschema paths it, as helm paths it)
 SCHEMA_CASES: list[tuple[str, dict[str, Any], str]] = [

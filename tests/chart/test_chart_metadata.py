@@ -7,7 +7,8 @@ import sys
 
 import yaml
 
-from chart_render import CHART, REPO, default_values, find, render
+from tests.support.chart_render import default_values, find, render
+from tests.support.paths import CHART, REPO
 
 
 def chart_yaml() -> dict:

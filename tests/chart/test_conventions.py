@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from chart_render import (
+from tests.support.chart_render import (
     HelmFailed,
     Manifest,
     container,
@@ -149,7 +149,7 @@ def test_rpc_service_fields_of_another_type_are_refused(
 
 
 def test_notes_explain_a_local_traffic_policy() -> None:
-    from chart_render import render_notes
+    from tests.support.chart_render import render_notes
 
     text = render_notes("--set", "rpcService.internalTrafficPolicy=Local")
     assert "a client reaches the vineyardd of its own node only" in text

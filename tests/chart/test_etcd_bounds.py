@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from chart_render import (
-    SCENARIOS,
+from tests.support.chart_render import (
     HelmFailed,
     deep_merge,
     default_values,
@@ -17,6 +16,7 @@ from chart_render import (
     run_helm_template,
     scenario_values,
 )
+from tests.support.paths import SCENARIOS
 
 MI = 1024 * 1024
 DEFAULT_BOUNDS = {

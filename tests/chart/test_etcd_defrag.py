@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from chart_render import SCENARIOS, HelmFailed, find, render, run_helm_template
+from tests.support.chart_render import HelmFailed, find, render, run_helm_template
+from tests.support.paths import SCENARIOS
 
 ETCD_SCENARIOS = [s for s in SCENARIOS if s not in ("external-etcd", "local-meta", "hardened")]
 

@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
-from chart_render import SCHEMA_PATH, HelmFailed, Manifest, deep_merge, default_values, render
+from tests.support.chart_render import HelmFailed, Manifest, deep_merge, default_values, render
+from tests.support.paths import SCHEMA_PATH
 
 # Members of the schema that stand for deep Kubernetes types (affinity terms, env vars, probes)
 # are open objects there; the generator leaves them empty rather than invent Kubernetes objects.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chart_render import SCENARIOS, Manifest, render
+from tests.support.chart_render import Manifest, render
+from tests.support.paths import SCENARIOS
 
 BASE = {
     ("ServiceAccount", "vineyard"),

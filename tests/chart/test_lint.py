@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from chart_render import BIN, CHART, CI_DIR, REPO, SCENARIOS, helm_binary, render
+from tests.support.chart_render import render
+from tests.support.helm import helm_binary
+from tests.support.paths import BIN, CHART, CI_DIR, REPO, SCENARIOS
 
 
 @pytest.mark.parametrize("helm_major", [3, 4])

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chart_render import CHART, SCENARIOS, HelmFailed, find, render, run_helm_template
+from tests.support.chart_render import HelmFailed, find, render, run_helm_template
+from tests.support.paths import CHART, SCENARIOS
 
 TEMPLATE = CHART / "templates" / "_vineyardd.tpl"
 DEFINE = re.compile(

@@ -13,7 +13,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from chart_render import CHART, REPO, HelmFailed, Manifest, find, render
+from tests.support.chart_render import HelmFailed, Manifest, find, render
+from tests.support.paths import CHART, REPO
 
 API = ("--api-versions", "monitoring.coreos.com/v1")
 ON: dict[str, Any] = {"metrics": {"enabled": True}}

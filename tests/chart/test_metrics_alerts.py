@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from chart_render import find, render
+from tests.support.chart_render import find, render
 
 API = ("--api-versions", "monitoring.coreos.com/v1")
 ON = {"metrics": {"enabled": True, "prometheusRule": {"enabled": True}}}

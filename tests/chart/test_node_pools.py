@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from chart_render import (
+from tests.support.chart_render import (
     HelmFailed,
     Manifest,
     container,
@@ -20,7 +20,7 @@ from chart_render import (
     render,
     run_helm_template,
 )
-from chart_render import render_notes as notes
+from tests.support.chart_render import render_notes as notes
 
 POOL_KEY = "vineyard.v6d.io/pool"
 BIGMEM = {

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from chart_render import SCENARIOS, HelmFailed, Manifest, find, render
+from tests.support.chart_render import HelmFailed, Manifest, find, render
+from tests.support.paths import SCENARIOS
 
 # Kubernetes' validation (apimachinery/pkg/util/validation): Services are DNS-1035 labels; a
 # StatefulSet's pods are named <set>-<ordinal> and carry controller-revision-hash <set>-<hash>,

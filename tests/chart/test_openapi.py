@@ -6,7 +6,8 @@ from __future__ import annotations
 import kubernetes_validate
 import pytest
 
-from chart_render import SCENARIOS, Manifest
+from tests.support.chart_render import Manifest
+from tests.support.paths import SCENARIOS
 
 OLDEST = "1.25.0"
 NEWEST = kubernetes_validate.latest_version()

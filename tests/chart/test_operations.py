@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from chart_render import CHART, CI_DIR, find, render
-from chart_render import render_notes as notes
+from tests.support.chart_render import find, render
+from tests.support.chart_render import render_notes as notes
+from tests.support.paths import CHART, CI_DIR
 
 
 @pytest.mark.parametrize("scenario", ["hostpath", "etcd-ha", "pvc"])

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from chart_render import CHART, SCENARIOS, HelmFailed, Manifest, find, render, run_helm_template
+from tests.support.chart_render import HelmFailed, Manifest, find, render, run_helm_template
+from tests.support.paths import CHART, SCENARIOS
 
 PREFIX = "vineyard.v6d.io/socket-"
 KEYS = {"volume-type", "mount-path", "path", "path-in-volume", "host-path", "claim"}

@@ -8,8 +8,10 @@ import subprocess
 import pytest
 import yaml
 
-from chart_render import CHART, CI_DIR, HelmFailed, find, helm_binary, render, run_helm_template
-from chart_render import render_notes as notes
+from tests.support.chart_render import HelmFailed, find, render, run_helm_template
+from tests.support.chart_render import render_notes as notes
+from tests.support.helm import helm_binary
+from tests.support.paths import CHART, CI_DIR
 
 
 def helm_template_with_set(helm_major: int, *sets: str) -> list[dict]:

@@ -12,16 +12,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from chart_render import (
-    CHART,
-    REPO,
-    SCENARIOS,
-    SCHEMA_PATH,
-    deep_merge,
-    default_values,
-    helm_binary,
-    scenario_values,
-)
+from tests.support.chart_render import deep_merge, default_values, scenario_values
+from tests.support.helm import helm_binary
+from tests.support.paths import CHART, REPO, SCENARIOS, SCHEMA_PATH
 
 
 def walk_schemas(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:

@@ -9,8 +9,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from chart_render import CI_DIR, SCENARIOS, Manifest, find, render
-from chart_render import render_notes as notes
+from tests.support.chart_render import Manifest, find, render
+from tests.support.chart_render import render_notes as notes
+from tests.support.paths import CI_DIR, SCENARIOS
 
 ROOT_INIT_CONTAINER = "prepare-socket-dir"
 

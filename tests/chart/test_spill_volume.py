@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from chart_render import (
+from tests.support.chart_render import (
     HelmFailed,
     container,
     deep_merge,
@@ -18,7 +18,7 @@ from chart_render import (
     render,
     run_helm_template,
 )
-from chart_render import render_notes as notes
+from tests.support.chart_render import render_notes as notes
 
 SPILL = {"vineyard": {"spill": {"path": "/spill"}}}
 

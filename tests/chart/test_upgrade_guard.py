@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from chart_render import CHART, HelmFailed, deep_merge, find, render, run_helm_template
+from tests.support.chart_render import HelmFailed, deep_merge, find, render, run_helm_template
+from tests.support.paths import CHART
 
 PROBE = """{{- $items := (.Files.Get "observed-statefulsets.json" | fromJson).items }}
 {{- $problems := include "vineyard.upgrade.problems" (dict "ctx" . "statefulsets" $items) | fromJsonArray }}

@@ -7,7 +7,8 @@ import shlex
 
 import pytest
 
-from chart_render import SCENARIOS, Manifest, find, render, scenario_values
+from tests.support.chart_render import Manifest, find, render, scenario_values
+from tests.support.paths import SCENARIOS
 
 FLAG = re.compile(r"^--(?P<name>[a-z_]+)=(?P<value>.*)$")
 # Every flag vineyardd 0.24.2 accepts that the chart sets (from `vineyardd --helpfull`).

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-# chart_render: the chart suite's `helm template` helper, shared rather than copied.
-sys.path.insert(0, str(HERE.parent / "chart"))
-
-from chart_render import REPO, SCENARIOS, render  # noqa: E402
-from vineyardd_harness import HarnessError, HostTools, Pod, sandbox_root  # noqa: E402
+from tests.contract.vineyardd_harness import HarnessError, HostTools, Pod, sandbox_root
+from tests.support.chart_render import render
+from tests.support.figures import record_figures as write_figures
+from tests.support.paths import REPO, SCENARIOS
 
 RESULTS = REPO / ".cache" / "contract-results.json"
 
@@ -91,10 +85,7 @@ def live_pod(
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not MEASURED:
         return
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    previous.update(MEASURED)
-    RESULTS.write_text(json.dumps(previous, indent=2, sort_keys=True) + "\n")
+    write_figures(RESULTS, MEASURED)
     tr = terminalreporter
     tr.section("vineyardd contract figures (real vineyardd 0.24.2, this host)")
     header = (

@@ -9,15 +9,22 @@ import contextlib
 import re
 import shutil
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from chart_render import REPO, render
-from vineyardd_harness import HostTools, Pod, Proc, kube_expand, resolve_env, sandbox_root
+from tests.contract.vineyardd_harness import (
+    HostTools,
+    Pod,
+    Proc,
+    kube_expand,
+    resolve_env,
+    sandbox_root,
+)
+from tests.support.chart_render import render
+from tests.support.paths import REPO
+from tests.support.wait import wait_for
 
 EXPORTER = REPO / ".cache" / "bin" / "vineyard-exporter"
 METRICS_ON = {"metrics": {"enabled": True}}
@@ -57,7 +64,13 @@ class MetricsPod:
         self.proc = self.pod.sandbox.spawn(
             argv, env=full_env, identity=identity, name="metrics-exporter"
         )
-        assert wait_for(lambda: self.get("/healthz") == "ok\n", 10), self.proc.output()
+        wait_for(
+            lambda: self.get("/healthz") == "ok\n",
+            "the exporter's /healthz answering ok",
+            timeout=10,
+            interval=0.05,
+            describe=self.proc.output,
+        )
 
     def get(self, path: str) -> str | None:
         return self.pod.sandbox.http_get(f"http://127.0.0.1:{self.port}{path}")
@@ -72,15 +85,6 @@ class MetricsPod:
             if m and m.group(1).startswith("vineyard_"):
                 samples[m.group(1) + (m.group(2) or "")] = float(m.group(3))
         return page, samples
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return False
 
 
 @pytest.fixture(scope="module", params=["hostpath", "pvc"])
@@ -177,6 +181,11 @@ def test_a_stopped_vineyardd_is_down_and_the_exporter_stays_healthy(host_tools: 
             assert mp.get("/healthz") == "ok\n"  # liveness: the exporter is not restarted
             pod.start_vineyardd()
             pod.wait_serving()
-            assert wait_for(lambda: mp.scrape()[1]["vineyard_up"] == 1, 10)
+            wait_for(
+                lambda: mp.scrape()[1]["vineyard_up"] == 1,
+                "vineyard_up 1 again",
+                timeout=10,
+                interval=0.05,
+            )
         finally:
             pod.close()

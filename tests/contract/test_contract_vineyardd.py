@@ -17,8 +17,10 @@ from typing import Any
 
 import pytest
 
-from chart_render import SCENARIOS, deep_merge, default_values, scenario_values
-from vineyardd_harness import Identity, Pod, parse_quantity
+from tests.contract.vineyardd_harness import Identity, Pod, parse_quantity
+from tests.support.chart_render import deep_merge, default_values, scenario_values
+from tests.support.paths import SCENARIOS
+from tests.support.wait import wait_for
 
 BENCH_MIB = 64
 BENCH_REPEAT = 5
@@ -51,15 +53,6 @@ def uses_etcd(rendered: list[dict[str, Any]]) -> bool:
         c for c in ds["spec"]["template"]["spec"]["containers"] if c["name"] == "vineyardd"
     )
     return "--meta=etcd" in vineyardd["args"]
-
-
-def wait_for(condition: Any, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return bool(condition())
 
 
 def proc_ids(pid: int) -> tuple[int, int, set[int]]:
@@ -399,14 +392,22 @@ def test_trap_detector_sees_the_launch_when_etcd_cmd_is_dropped(new_pod: Any) ->
     pod.start_vineyardd(argv)
     launched: set[str] = set()
     try:
-        assert wait_for(
+        wait_for(
             lambda: (
                 launched.update(cmd for _, exe, cmd in pod.sandbox.processes() if exe == "etcd")
                 or launched
             ),
+            "vineyardd launched its own etcd",
             timeout=30,
+            interval=0.05,
         )
-        assert wait_for(lambda: any(p != 9600 for _, p in pod.sandbox.listening()), timeout=30)
+        wait_for(
+            lambda: any(p != 9600 for _, p in pod.sandbox.listening()),
+            "a port other than 9600 listening",
+            timeout=30,
+            interval=0.05,
+            describe=pod.sandbox.listening,
+        )
     finally:
         pod.close()
         for cmd in launched:  # vineyardd puts its etcd's data in /tmp, whatever TMPDIR says
@@ -428,8 +429,12 @@ def test_wait_for_etcd_holds_until_etcd_answers(
     waiting = pod.sandbox.spawn(
         init.argv, env=init.env, identity=init.identity, name="wait-for-etcd"
     )
-    assert wait_for(lambda: waiting.output().count("waiting for etcd") >= 3, timeout=20), (
-        waiting.output()
+    wait_for(
+        lambda: waiting.output().count("waiting for etcd") >= 3,
+        "wait-for-etcd printed 'waiting for etcd' three times",
+        timeout=20,
+        interval=0.05,
+        describe=waiting.output,
     )
     assert waiting.poll() is None, f"exited {waiting.poll()} with no etcd: {waiting.output()}"
     t0 = time.monotonic()

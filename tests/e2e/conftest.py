@@ -1,76 +1,35 @@
-"""End-to-end fixtures: one local cluster per test session, one fresh namespace per test.
-
-The cluster lives in a state dir of the test suite's own, LOCALCLUSTER_STATE_DIR or
-.cache/e2e-cluster, never the demo's (.cache/cluster, whose real node would pull the chart's
-images): kwok nodes only. A running one there (`python -m localcluster --state-dir
-.cache/e2e-cluster up`) is reused and left running; otherwise the session starts it and stops
-it at the end, unless another test session still uses it (the last one out stops it).
-Tests never skip for want of a cluster: starting one is part of the run.
-"""
+"""End-to-end fixtures: the session's local cluster and a fresh namespace per test
+(tests/support/clusters.py), namespaces and volumes per module, helm homes of the suite's own.
+Module-scoped factories let a module install its releases once (in parallel where it can) and
+share them between read-only tests. Helpers live in e2e_kube.py and tests/support/."""
 from __future__ import annotations
 
-import os
-import re
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from localcluster import Cluster, wait_until
-from localcluster.cluster import REPO_ROOT
-
-E2E_NODES = 3
-E2E_STATE_DIR = REPO_ROOT / ".cache" / "e2e-cluster"
-
-
-@pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
-    """A healthy cluster with at least E2E_NODES Ready fake nodes. Handle: `.kubeconfig`,
-    `.env` (KUBECONFIG and PATH for helm/kubectl subprocesses), `.api` (REST client),
-    `.kubectl(*args)`, `.add_nodes(n)`, `.remove_nodes(names)`, `.serve_repo()`."""
-    c = Cluster(os.environ.get("LOCALCLUSTER_STATE_DIR") or E2E_STATE_DIR)
-    with c.session(nodes=E2E_NODES):
-        yield c
-
-
-@pytest.fixture
-def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace (with its `default` ServiceAccount), deleted after the test."""
-    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
-    name = f"e2e-{slug}-{uuid.uuid4().hex[:5]}"
-    cluster.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                             "metadata": {"name": name}})
-    # Pods are refused until the token controller has made the namespace's default SA.
-    sa = f"/api/v1/namespaces/{name}/serviceaccounts/default"
-    assert wait_until(lambda: cluster.api.exists(sa),
-                      30), f"no default ServiceAccount in {name}"
-    yield name
-    cluster.api.delete(f"/api/v1/namespaces/{name}")
-
-
-
-# ==== The vineyard chart's end-to-end suite (tests/e2e/test_e2e_*.py) ========================
-# Helpers live in e2e_kube.py. Module-scoped factories let a module install its releases once
-# (in parallel where it can) and share them between read-only tests.
-
-from collections.abc import Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from e2e_kube import (  # noqa: E402
-    SESSION_TIMINGS,
+from localcluster import Cluster
+from tests.support.clusters import cluster, namespace
+from tests.support.figures import SESSION_TIMINGS
+from tests.support.helm import isolated_helm_env
+from tests.support.kube import (
+    SUITE_LABEL,
     create_namespace,
     create_pv,
     delete_namespace,
     delete_pvs,
-    helm_env,
+    unique_name,
 )
+
+__all__ = ["cluster", "namespace"]
 
 
 @pytest.fixture(scope="session")
 def e2e_env(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Environment for helm/kubectl: this cluster, and a helm home of the session's own (no
     repository or cache outside it is touched)."""
-    return helm_env(cluster, tmp_path_factory.mktemp("helm-home"))
+    return isolated_helm_env(cluster.env, tmp_path_factory.mktemp("helm-home"))
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +38,8 @@ def make_namespace(cluster: Cluster) -> Iterator[Callable[..., str]]:
     made: list[str] = []
 
     def make(prefix: str, labels: dict[str, str] | None = None) -> str:
-        made.append(create_namespace(cluster, prefix, labels))
+        made.append(create_namespace(cluster, unique_name(f"e2e-{prefix}"),
+                                     {**SUITE_LABEL, **(labels or {})}))
         return made[-1]
 
     yield make
@@ -104,7 +64,7 @@ def make_pv(cluster: Cluster) -> Iterator[Callable[..., str]]:
 @pytest.fixture
 def helm_home(cluster: Cluster, tmp_path: Path) -> dict[str, str]:
     """Per test: an environment whose helm repositories, cache and config live in tmp_path."""
-    return helm_env(cluster, tmp_path / "helm-home")
+    return isolated_helm_env(cluster.env, tmp_path / "helm-home")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

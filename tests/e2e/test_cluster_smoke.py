@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from localcluster import Cluster, wait_until
+from tests.support.kube import kube, pods
 
 PAUSE = {"name": "pause", "image": "registry.k8s.io/pause:3.10"}
 
@@ -18,16 +19,12 @@ def _workload(kind: str, name: str, spec: dict) -> dict:
 
 def _status(cluster: Cluster, namespace: str, kind: str, name: str) -> dict:
     path = f"/apis/apps/v1/namespaces/{namespace}/{kind.lower()}s/{name}"
-    return cluster.api.get(path).get("status", {})
-
-
-def _pods(cluster: Cluster, namespace: str, app: str) -> list[dict]:
-    return cluster.api.get(f"/api/v1/namespaces/{namespace}/pods?labelSelector=app={app}")["items"]
+    return kube(cluster).get(path).get("status", {})
 
 
 def test_deployment_becomes_ready_and_scales_down(cluster: Cluster, namespace: str) -> None:
-    cluster.api.create(f"/apis/apps/v1/namespaces/{namespace}/deployments",
-                       _workload("Deployment", "web", {"replicas": 3}))
+    kube(cluster).create(f"/apis/apps/v1/namespaces/{namespace}/deployments",
+                         _workload("Deployment", "web", {"replicas": 3}))
     def ready() -> bool:
         return _status(cluster, namespace, "Deployment", "web").get("readyReplicas") == 3
 
@@ -35,12 +32,12 @@ def test_deployment_becomes_ready_and_scales_down(cluster: Cluster, namespace: s
 
     cluster.kubectl("-n", namespace, "scale", "deployment/web", "--replicas=0")
     # kwok confirms the deletions, so pods go away instead of staying Terminating.
-    assert wait_until(lambda: not _pods(cluster, namespace, "web"), 60)
+    assert wait_until(lambda: not pods(cluster, namespace, {"app": "web"}), 60)
 
 
 def test_daemonset_follows_added_and_removed_nodes(cluster: Cluster, namespace: str) -> None:
-    cluster.api.create(f"/apis/apps/v1/namespaces/{namespace}/daemonsets",
-                       _workload("DaemonSet", "agent", {}))
+    kube(cluster).create(f"/apis/apps/v1/namespaces/{namespace}/daemonsets",
+                         _workload("DaemonSet", "agent", {}))
     nodes = len(cluster.node_names())
 
     def ready(count: int) -> bool:
@@ -50,7 +47,8 @@ def test_daemonset_follows_added_and_removed_nodes(cluster: Cluster, namespace: 
     assert wait_until(lambda: ready(nodes), 60), _status(cluster, namespace, "DaemonSet", "agent")
 
     def on(node: str) -> list[dict]:
-        return [p for p in _pods(cluster, namespace, "agent") if p["spec"].get("nodeName") == node]
+        return [p for p in pods(cluster, namespace, {"app": "agent"})
+                if p["spec"].get("nodeName") == node]
 
     [added] = cluster.add_nodes(1)
     try:

@@ -31,19 +31,11 @@ from typing import Any
 
 import pytest
 
-from e2e_kube import (
-    events,
-    get_or_none,
-    helm_test_pods_complete,
-    in_parallel,
-    install_args,
-    pods,
-    run_helm,
-    statefulset_ready,
-    wait_daemonset_settled,
-    wait_for,
-)
 from localcluster import Cluster
+from tests.e2e.e2e_kube import helm_test_pods_complete, in_parallel, install_args
+from tests.support.helm import run_helm
+from tests.support.kube import events, kube, pods, statefulset_ready, wait_daemonset_settled
+from tests.support.wait import wait_for
 
 RUN = uuid.uuid4().hex[:6]
 CLIENT_LABEL = f"e2e.vineyard-helm/socket-client-{RUN}"
@@ -260,13 +252,13 @@ def test_the_api_server_accepts_the_policy_and_its_cel_type_checks(
     cluster: Cluster, setup: Setup, mode: str
 ) -> None:
     release = by_mode(setup, mode)
-    policy = cluster.api.get(f"{VAP}/{release.policy}")
-    binding = cluster.api.get(f"{BINDINGS}/{release.policy}")
+    policy = kube(cluster).get(f"{VAP}/{release.policy}")
+    binding = kube(cluster).get(f"{BINDINGS}/{release.policy}")
     assert binding["spec"] == {"policyName": release.policy, "validationActions": ["Deny"]}
-    wait_for(lambda: cluster.api.get(f"{VAP}/{release.policy}").get("status", {})
+    wait_for(lambda: kube(cluster).get(f"{VAP}/{release.policy}").get("status", {})
              .get("observedGeneration") == policy["metadata"]["generation"],
              "the API server type-checked the policy")
-    status = cluster.api.get(f"{VAP}/{release.policy}")["status"]
+    status = kube(cluster).get(f"{VAP}/{release.policy}")["status"]
     assert not status.get("typeChecking", {}).get("expressionWarnings"), status
 
 
@@ -281,7 +273,7 @@ def test_the_charts_own_pods_are_admitted(cluster: Cluster, setup: Setup, mode: 
     assert failed == []
     # A vineyardd pod replaced by its DaemonSet is admitted again.
     victim = pods(cluster, release.namespace, "app.kubernetes.io/component=vineyardd")[0]
-    cluster.api.delete(f"/api/v1/namespaces/{release.namespace}/pods/{victim['metadata']['name']}")
+    kube(cluster).delete(f"/api/v1/namespaces/{release.namespace}/pods/{victim['metadata']['name']}")
     wait_daemonset_settled(cluster, release.namespace, release.fullname)
 
 
@@ -302,7 +294,7 @@ def test_an_allowed_pod_is_admitted_in_hostpath_mode(cluster: Cluster, setup: Se
     pod = worker("allowed-worker", groups=(release.gid,), labels=POD_LABEL,
                  volumes=[host_volume(release.socket_dir)], mounts=[mount()])
     admitted(cluster, setup.clients, pod, dry_run=False)
-    assert get_or_none(cluster, f"/api/v1/namespaces/{setup.clients}/pods/allowed-worker")
+    assert kube(cluster).get_or_none(f"/api/v1/namespaces/{setup.clients}/pods/allowed-worker")
 
 
 def test_an_allowed_pod_is_admitted_in_pvc_mode(cluster: Cluster, setup: Setup) -> None:
@@ -311,7 +303,7 @@ def test_an_allowed_pod_is_admitted_in_pvc_mode(cluster: Cluster, setup: Setup) 
                  volumes=[{"name": "sock", "persistentVolumeClaim": {"claimName": release.claim}}],
                  mounts=[mount()])
     admitted(cluster, release.namespace, pod, dry_run=False)
-    assert get_or_none(cluster, f"/api/v1/namespaces/{release.namespace}/pods/allowed-worker")
+    assert kube(cluster).get_or_none(f"/api/v1/namespaces/{release.namespace}/pods/allowed-worker")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -328,7 +320,7 @@ def test_a_pod_with_the_group_but_without_permission_is_refused(
         pod = worker("stranger", groups=(release.gid,))
         assert refused(cluster, namespace, pod) == release.refusal(
             f"{namespace}/stranger", what, allowed)
-    assert get_or_none(cluster, f"/api/v1/namespaces/{setup.stranger}/pods/stranger") is None
+    assert kube(cluster).get_or_none(f"/api/v1/namespaces/{setup.stranger}/pods/stranger") is None
 
 
 def test_the_group_is_refused_wherever_a_pod_asks_for_it(cluster: Cluster, setup: Setup) -> None:
@@ -462,7 +454,7 @@ def test_the_namespace_selector_agrees_with_the_api_servers_own(
         {},
     ]
     namespaces = [make_namespace("vap-sel", labels) for labels in label_sets]
-    selected = {n["metadata"]["name"] for n in cluster.api.get(
+    selected = {n["metadata"]["name"] for n in kube(cluster).get(
         "/api/v1/namespaces?labelSelector=" + urllib.parse.quote(PICKY_SELECTOR_TEXT))["items"]}
     assert selected == set(namespaces[:2])
     release = setup.picky
@@ -477,7 +469,8 @@ def test_warn_admits_with_the_refusal_as_a_warning_and_uninstall_removes_the_pol
     cluster: Cluster, setup: Setup
 ) -> None:
     release = setup.trial
-    assert cluster.api.get(f"{BINDINGS}/{release.policy}")["spec"]["validationActions"] == ["Warn"]
+    binding = kube(cluster).get(f"{BINDINGS}/{release.policy}")
+    assert binding["spec"]["validationActions"] == ["Warn"]
     verdict = submit(cluster, setup.stranger, worker("tried", groups=(release.gid,)))
     assert verdict.admitted
     expected = release.refusal(
@@ -487,8 +480,8 @@ def test_warn_admits_with_the_refusal_as_a_warning_and_uninstall_removes_the_pol
     assert any(expected in w for w in verdict.warnings), verdict.warnings
 
     run_helm(setup.env, "uninstall", release.name, "-n", release.namespace, "--wait")
-    assert get_or_none(cluster, f"{VAP}/{release.policy}") is None
-    assert get_or_none(cluster, f"{BINDINGS}/{release.policy}") is None
+    assert kube(cluster).get_or_none(f"{VAP}/{release.policy}") is None
+    assert kube(cluster).get_or_none(f"{BINDINGS}/{release.policy}") is None
     wait_for(lambda: not submit(cluster, setup.stranger,
                                 worker("after", groups=(release.gid,))).warnings,
              "no warning once the policy is gone", timeout=60)

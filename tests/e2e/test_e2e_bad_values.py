@@ -15,8 +15,9 @@ import pytest
 import yaml
 
 import vineyard_helm
-from e2e_kube import HELM_BINARIES, get_or_none, inventory, run_helm
 from localcluster import Cluster
+from tests.support.helm import HELM_BINARIES, run_helm
+from tests.support.kube import inventory, kube
 
 BAD: dict[str, tuple[dict[str, Any], list[str]]] = {
     # values -> what the error must name (schema: each path; chart: its message)
@@ -58,7 +59,7 @@ def test_the_python_api_refuses_bad_values_and_creates_nothing(
         else:
             assert [p[:len(named[0])] for p in problems] == named, (what, problems)
     assert inventory(cluster, namespace) == before
-    assert get_or_none(cluster, f"/api/v1/namespaces/{missing}") is None
+    assert kube(cluster).get_or_none(f"/api/v1/namespaces/{missing}") is None
 
 
 @pytest.mark.parametrize("major", [3, 4])
@@ -67,7 +68,7 @@ def test_helm_install_refuses_bad_values_and_creates_nothing(
     cluster: Cluster, namespace: str, e2e_env: dict[str, str], tmp_path: Path,
     case: str, major: int
 ) -> None:
-    from e2e_kube import CHART
+    from tests.support.paths import CHART
 
     values, named = BAD[case]
     file = tmp_path / "bad-values.yaml"
@@ -85,6 +86,6 @@ def test_helm_install_refuses_bad_values_and_creates_nothing(
         else:
             assert named[0] in result.stderr, result.stderr
     assert inventory(cluster, namespace) == before
-    assert get_or_none(cluster, f"/api/v1/namespaces/{missing}") is None
+    assert kube(cluster).get_or_none(f"/api/v1/namespaces/{missing}") is None
     listed = run_helm(e2e_env, "list", "-n", namespace, "-q", major=major).stdout
     assert listed.strip() == ""

@@ -28,18 +28,10 @@ from pathlib import Path
 
 import pytest
 
-from e2e_kube import (
-    BIN,
-    CHART,
-    REPO,
-    SCENARIOS,
-    create_pv,
-    delete_pvs,
-    helm_test_pods_complete,
-    inventory,
-    kinds_and_names,
-)
 from localcluster import Cluster
+from tests.e2e.e2e_kube import helm_test_pods_complete
+from tests.support.kube import create_pv, delete_pvs, inventory, kinds_and_names
+from tests.support.paths import BIN, CHART, REPO, SCENARIOS
 
 
 @pytest.fixture

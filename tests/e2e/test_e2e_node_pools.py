@@ -13,20 +13,12 @@ from pathlib import Path
 import pytest
 
 import vineyard_helm
-from e2e_kube import (
-    CHART,
-    HELM_BINARIES,
-    INSTANCE,
-    events,
-    get_or_none,
-    install_args,
-    items,
-    pods,
-    ready_nodes,
-    run_helm,
-    wait_for,
-)
 from localcluster import Cluster
+from tests.e2e.e2e_kube import install_args
+from tests.support.helm import HELM_BINARIES, run_helm
+from tests.support.kube import INSTANCE, events, items, kube, pods, ready_nodes
+from tests.support.paths import CHART
+from tests.support.wait import wait_for
 
 POOL = "vineyard.v6d.io/pool"
 VINEYARDD = "app.kubernetes.io/component=vineyardd"
@@ -100,7 +92,7 @@ def test_each_pool_runs_on_exactly_its_nodes_and_the_release_s_own_on_the_rest(
         "vineyard-bigmem": {bigmem},
         "vineyard-gpu": {gpu},
     })  # fmt: skip
-    big = cluster.api.get(f"/apis/apps/v1/namespaces/{pooled}/daemonsets/vineyard-bigmem")
+    big = kube(cluster).get(f"/apis/apps/v1/namespaces/{pooled}/daemonsets/vineyard-bigmem")
     args = big["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--size=1Gi" in args
 
@@ -157,7 +149,7 @@ def test_removing_a_pool_the_documented_way_hands_its_nodes_back(
     cluster.kubectl("-n", pooled, "delete", "daemonset", "vineyard-gpu", "--cascade=foreground",
                     "--wait=true", "--timeout=180s")
     gone = f"/apis/apps/v1/namespaces/{pooled}/daemonsets/vineyard-gpu"
-    assert get_or_none(cluster, gone) is None
+    assert kube(cluster).get_or_none(gone) is None
     run_helm(e2e_env, "upgrade", RELEASE, str(CHART), "-n", pooled,
              "--reuse-values", "--set-json", f"pools={json.dumps(POOLS[:1])}",
              "--wait", "--timeout", "5m")
@@ -185,7 +177,7 @@ def test_host_network_allows_one_vineyardd_per_node_and_port(
     pin = ["hostNetwork=true", "vineyard.meta=local", "tests.enabled=false",
            f"nodeSelector.kubernetes\\.io/hostname={node}"]
     run_helm(e2e_env, *install_args(RELEASE, first, sets=pin))
-    spec = cluster.api.get(f"/apis/apps/v1/namespaces/{first}/daemonsets/vineyard")["spec"]
+    spec = kube(cluster).get(f"/apis/apps/v1/namespaces/{first}/daemonsets/vineyard")["spec"]
     pod_spec = spec["template"]["spec"]
     assert (pod_spec["hostNetwork"], pod_spec["dnsPolicy"]) == (True, "ClusterFirstWithHostNet")
     assert pod_spec["containers"][0]["ports"][0]["hostPort"] == 9600

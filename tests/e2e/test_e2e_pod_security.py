@@ -17,20 +17,19 @@ from __future__ import annotations
 
 import pytest
 
-from e2e_kube import (
+from localcluster import Cluster
+from tests.e2e.e2e_kube import in_parallel, install_args
+from tests.support.helm import run_helm
+from tests.support.kube import (
     INSTANCE,
     daemonset,
     events,
-    get_or_none,
-    in_parallel,
-    install_args,
+    kube,
     pods,
-    run_helm,
     statefulset_ready,
     wait_daemonset_settled,
-    wait_for,
 )
-from localcluster import Cluster
+from tests.support.wait import wait_for
 
 RESTRICTED_MODES = ("hardened", "pvc", "emptydir-sidecar")
 #: How each level words its refusal of the socket's hostPath volume.
@@ -69,7 +68,7 @@ def test_restricted_modes_install_under_enforce_restricted(
     ns, result = installs[scenario]
     assert result.returncode == 0, result.stdout + result.stderr
     wait_daemonset_settled(cluster, ns, "vineyard")
-    if get_or_none(cluster, f"/apis/apps/v1/namespaces/{ns}/statefulsets/vineyard-etcd"):
+    if kube(cluster).get_or_none(f"/apis/apps/v1/namespaces/{ns}/statefulsets/vineyard-etcd"):
         wait_for(lambda: statefulset_ready(cluster, ns, "vineyard-etcd", 1), "etcd ready")
     refused = [e for e in events(cluster, ns) if e.get("reason") == "FailedCreate"]
     assert not refused, [e["message"] for e in refused]

@@ -15,25 +15,23 @@ import pytest
 import yaml
 
 import vineyard_helm
-from e2e_kube import (
-    CHART,
-    HELM_BINARIES,
+from localcluster import Cluster
+from tests.e2e.e2e_kube import flag, in_parallel, vineyardd_args
+from tests.support.helm import HELM_BINARIES
+from tests.support.kube import (
     INSTANCE,
-    REPO,
     daemonset,
-    flag,
-    get_or_none,
-    in_parallel,
     inventory,
     items,
     kinds_and_names,
+    kube,
     pods,
     release_objects,
     statefulset,
-    vineyardd_args,
-    wait_for,
 )
-from localcluster import Cluster
+from tests.support.paths import CHART
+from tests.support.wait import wait_for
+from tests.unit.helm_stderr.record import environments, scenarios
 from vineyard_helm import Resource
 from vineyard_helm.deploy.kubernetes import delete_kubernetes_objects, start_vineyardd
 
@@ -175,13 +173,6 @@ def test_missing_releases_raise_release_not_found(
     vineyard_helm.uninstall("nothere", ignore_not_found=True, **common)
 
 
-def _recorded_cluster_scenarios() -> tuple[Any, Any]:
-    sys.path.insert(0, str(REPO / "tests" / "unit" / "helm_stderr"))
-    from record import environments, scenarios
-
-    return environments, scenarios
-
-
 @pytest.mark.parametrize("major", MAJORS)
 def test_recorded_cluster_failures_map_to_the_named_error_live(
     cluster: Cluster, major: int
@@ -191,7 +182,6 @@ def test_recorded_cluster_failures_map_to_the_named_error_live(
     from vineyard_helm import errors
     from vineyard_helm.errors import from_helm_failure
 
-    environments, scenarios = _recorded_cluster_scenarios()
     helm = helm_of(major)
     with environments(cluster.kubeconfig) as env:
         live = scenarios(env)
@@ -212,7 +202,7 @@ def test_recorded_cluster_failures_map_to_the_named_error_live(
                     name, result.stderr)
         finally:
             subprocess.run([helm, *cleanup], capture_output=True, timeout=300)
-            cluster.api.delete(f"/api/v1/namespaces/{namespace}")
+            kube(cluster).delete(f"/api/v1/namespaces/{namespace}")
     assert {n.split("__")[0] for n in cluster_only} == {
         "ReleaseNotFoundError", "ReleaseExistsError", "WaitTimeoutError"}
 
@@ -242,7 +232,7 @@ def test_start_vineyardd_then_delete_with_wait_leaves_nothing(
     assert {(r.kind, r.name) for r in resources} <= live
     ds = daemonset(cluster, namespace, "vineyard")
     assert ds["status"]["numberReady"] == ds["status"]["desiredNumberScheduled"] > 0
-    svc = cluster.api.get(f"/api/v1/namespaces/{namespace}/services/vineyard-rpc")
+    svc = kube(cluster).get(f"/api/v1/namespaces/{namespace}/services/vineyard-rpc")
     assert [p["port"] for p in svc["spec"]["ports"]] == [9700]
 
     delete_kubernetes_objects(resources, k8s_client=api_client(cluster), wait=True,
@@ -335,5 +325,5 @@ def test_cli_other_helm_failures_exit_1(cluster: Cluster) -> None:
     assert missing.returncode == vh_cli.EXIT_HELM_FAILED, missing.stderr
     assert missing.stderr.startswith("vineyard-helm: error: ")
     assert len(missing.stderr.strip().splitlines()) == 1
-    assert get_or_none(cluster, "/api/v1/namespaces/e2e-no-such-namespace") is None
+    assert kube(cluster).get_or_none("/api/v1/namespaces/e2e-no-such-namespace") is None
 

@@ -11,17 +11,12 @@ import time
 
 import pytest
 
-from e2e_kube import (
-    daemonset,
-    install_args,
-    ready_nodes,
-    record_timing,
-    run_helm,
-    statefulset,
-    wait_daemonset_settled,
-    wait_for,
-)
 from localcluster import Cluster
+from tests.e2e.e2e_kube import install_args
+from tests.support.figures import record_timing
+from tests.support.helm import run_helm
+from tests.support.kube import daemonset, ready_nodes, statefulset_ready, wait_daemonset_settled
+from tests.support.wait import wait_for
 
 
 def _all_ready(cluster: Cluster, ns: str, nodes: int) -> bool:
@@ -30,8 +25,7 @@ def _all_ready(cluster: Cluster, ns: str, nodes: int) -> bool:
             == ds.get("updatedNumberScheduled") == nodes):
         return False
     try:
-        return statefulset(cluster, ns, "vineyard-etcd").get("status", {}).get(
-            "readyReplicas") == 1
+        return statefulset_ready(cluster, ns, "vineyard-etcd", 1)
     except Exception:
         return False
 

@@ -15,27 +15,24 @@ from dataclasses import dataclass
 
 import pytest
 
-from e2e_kube import (
+from localcluster import Cluster
+from tests.e2e.e2e_kube import flag, in_parallel, install_args, vineyardd_args
+from tests.support.figures import record_timing
+from tests.support.helm import run_helm
+from tests.support.kube import (
     INSTANCE,
-    SCENARIOS,
     claim_phase,
     daemonset,
-    flag,
-    get_or_none,
-    in_parallel,
-    install_args,
+    kube,
     pods,
     ready_nodes,
-    record_timing,
     release_objects,
-    run_helm,
     statefulset,
     statefulset_ready,
-    vineyardd_args,
     wait_daemonset_settled,
-    wait_for,
 )
-from localcluster import Cluster
+from tests.support.paths import SCENARIOS
+from tests.support.wait import wait_for
 
 
 @dataclass
@@ -89,7 +86,7 @@ def test_every_scenario_installs_and_becomes_ready(
     ns = result.namespace
     counts = wait_daemonset_settled(cluster, ns, "vineyard")
     assert counts["numberReady"] == len(ready_nodes(cluster))
-    sts = get_or_none(cluster, f"/apis/apps/v1/namespaces/{ns}/statefulsets/vineyard-etcd")
+    sts = kube(cluster).get_or_none(f"/apis/apps/v1/namespaces/{ns}/statefulsets/vineyard-etcd")
     if sts is not None:
         replicas = sts["spec"]["replicas"]
         wait_for(lambda: statefulset_ready(cluster, ns, "vineyard-etcd", replicas),
@@ -145,7 +142,7 @@ def test_external_etcd_uses_the_other_releases_etcd_and_deploys_none(
     kinds = {kind for kind, _ in release_objects(cluster, ns, "vineyard")}
     assert "StatefulSet" not in kinds
     # The Service it points at exists and has the other release's etcd behind it.
-    service = cluster.api.get(f"/api/v1/namespaces/{other}/services/etcd-for-vineyard")
+    service = kube(cluster).get(f"/api/v1/namespaces/{other}/services/etcd-for-vineyard")
     assert [p["port"] for p in service["spec"]["ports"]] == [2379]
 
 
@@ -167,9 +164,9 @@ def test_etcd_ha_has_three_ready_members_on_bound_volumes(
         f"vineyard-etcd-{i}" for i in range(3)]
     for i in range(3):
         assert claim_phase(cluster, ns, f"data-vineyard-etcd-{i}") == "Bound"
-    pdb = cluster.api.get(f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/vineyard-etcd")
+    pdb = kube(cluster).get(f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/vineyard-etcd")
     assert pdb["spec"]["maxUnavailable"] == 1
-    wait_for(lambda: cluster.api.get(
+    wait_for(lambda: kube(cluster).get(
         f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/vineyard-etcd"
     ).get("status", {}).get("currentHealthy") == 3, "the PDB counts 3 healthy members")
     # Every member knows the whole cluster, by its stable name behind the headless Service.

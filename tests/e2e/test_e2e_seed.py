@@ -10,28 +10,28 @@ from pathlib import Path
 import pytest
 import yaml
 
-from e2e_kube import (
-    HELM_TIMEOUT,
+from localcluster import Cluster
+from tests.e2e.e2e_kube import HELM_TIMEOUT, manifest_objects
+from tests.support.figures import record_timing
+from tests.support.helm import isolated_helm_env, run_helm
+from tests.support.kube import (
     INSTANCE,
     daemonset,
     daemonset_counts,
     delete_namespace,
     is_ready,
     items,
-    manifest_objects,
+    kube,
     pods,
     ready_nodes,
-    record_timing,
     release_objects,
-    run_helm,
     selector_of,
     wait_daemonset_settled,
-    wait_for,
 )
-from localcluster import Cluster
+from tests.support.paths import CHART
+from tests.support.wait import wait_for
 
-CHART_VERSION = yaml.safe_load((Path(__file__).resolve().parents[2] / "charts" / "vineyard"
-                                / "Chart.yaml").read_text())["version"]
+CHART_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
 SEED_OBJECTS = {
     ("DaemonSet", "vineyard"),
     ("Service", "vineyard-rpc"),
@@ -54,10 +54,9 @@ class Seed:
 def seed(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory):
     """`helm repo add` + `helm install --create-namespace --wait` with a helm home of its own
     (HELM_REPOSITORY_CONFIG, HELM_CACHE_HOME, ...), so nothing global changes."""
-    from e2e_kube import helm_env
 
     s = Seed()
-    s.env = helm_env(cluster, tmp_path_factory.mktemp("seed-helm-home"))
+    s.env = isolated_helm_env(cluster.env, tmp_path_factory.mktemp("seed-helm-home"))
     s.repo_url = cluster.serve_repo()
     s.namespace = f"e2e-seed-{uuid.uuid4().hex[:5]}"  # made by helm's --create-namespace
     run_helm(s.env, "repo", "add", "vineyard", s.repo_url)
@@ -123,7 +122,7 @@ def test_services_have_their_ports_and_select_the_pods(
     """Ports by name; the selector picks exactly the component's pods of this release; the
     EndpointSlices list those pods' IPs and the named ports their containers expose."""
     ns = seed.namespace
-    svc = cluster.api.get(f"/api/v1/namespaces/{ns}/services/{service}")
+    svc = kube(cluster).get(f"/api/v1/namespaces/{ns}/services/{service}")
     assert {p["name"]: (p["port"], p["protocol"]) for p in svc["spec"]["ports"]} == ports
     selected = pods(cluster, ns, selector_of(svc["spec"]["selector"]))
     expected = pods(cluster, ns, f"{INSTANCE}=vineyard,app.kubernetes.io/component={component}")

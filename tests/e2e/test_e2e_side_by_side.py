@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import pytest
 
-from e2e_kube import (
+from localcluster import Cluster
+from tests.e2e.e2e_kube import flag, in_parallel, install_args, vineyardd_args
+from tests.support.helm import run_helm
+from tests.support.kube import (
     INSTANCE,
     daemonset,
-    flag,
-    in_parallel,
-    install_args,
     inventory,
+    kube,
     pods,
     release_objects,
-    run_helm,
     selector_of,
-    vineyardd_args,
     wait_daemonset_settled,
 )
-from localcluster import Cluster
 
 FULLNAME = {"vineyard": "vineyard", "analytics": "analytics-vineyard"}
 
@@ -72,7 +70,7 @@ def test_each_release_talks_to_its_own_etcd(cluster: Cluster, releases: list) ->
 def test_services_select_only_their_own_releases_pods(cluster: Cluster, releases: list) -> None:
     for ns, release in releases:
         for service in (f"{FULLNAME[release]}-rpc", f"etcd-for-{FULLNAME[release]}"):
-            svc = cluster.api.get(f"/api/v1/namespaces/{ns}/services/{service}")
+            svc = kube(cluster).get(f"/api/v1/namespaces/{ns}/services/{service}")
             selected = pods(cluster, ns, selector_of(svc["spec"]["selector"]))
             assert selected
             assert {p["metadata"]["labels"][INSTANCE] for p in selected} == {release}

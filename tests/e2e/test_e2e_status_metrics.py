@@ -17,8 +17,8 @@ import time
 import pytest
 
 import vineyard_helm
-from e2e_kube import HELM_BINARIES
 from localcluster import Cluster
+from tests.support.helm import HELM_BINARIES
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import pytest
 
-from e2e_kube import (
-    CI_DIR,
+from localcluster import Cluster
+from tests.e2e.e2e_kube import install_args
+from tests.support.helm import run_helm
+from tests.support.kube import (
     INSTANCE,
-    install_args,
     inventory,
     kinds_and_names,
     release_objects,
-    run_helm,
     wait_daemonset_settled,
-    wait_for,
 )
-from localcluster import Cluster
+from tests.support.paths import CI_DIR
+from tests.support.wait import wait_for
 
 KEPT = {("PersistentVolumeClaim", f"data-vineyard-etcd-{i}") for i in range(3)}
 

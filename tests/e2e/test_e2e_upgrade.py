@@ -28,23 +28,20 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e_kube import (
-    BIN,
-    CHART,
+from localcluster import Cluster
+from tests.e2e.e2e_kube import flag, in_parallel, install_args, vineyardd_args
+from tests.support.helm import run_helm
+from tests.support.kube import (
     INSTANCE,
     claim_phase,
     daemonset,
-    flag,
-    in_parallel,
-    install_args,
+    kube,
     pods,
     ready_nodes,
-    run_helm,
-    vineyardd_args,
     wait_daemonset_settled,
-    wait_for,
 )
-from localcluster import Cluster
+from tests.support.paths import BIN, CHART
+from tests.support.wait import wait_for
 
 VINEYARDD = f"{INSTANCE}=vineyard,app.kubernetes.io/component=vineyardd"
 
@@ -152,7 +149,7 @@ def on_delete_flow(cluster: Cluster, env: dict[str, str], ns: str) -> dict[str, 
              == generation, "the DaemonSet controller saw the upgrade")
     after_upgrade = vineyardd_pods(cluster, ns)
     victim = next(p for p in pods(cluster, ns, VINEYARDD))
-    cluster.api.delete(f"/api/v1/namespaces/{ns}/pods/{victim['metadata']['name']}")
+    kube(cluster).delete(f"/api/v1/namespaces/{ns}/pods/{victim['metadata']['name']}")
     node = victim["spec"]["nodeName"]
 
     def replaced() -> dict | None:

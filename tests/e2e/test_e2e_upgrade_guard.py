@@ -8,8 +8,11 @@ from collections.abc import Callable
 
 import pytest
 
-from e2e_kube import CHART, install_args, run_helm, statefulset
 from localcluster import Cluster
+from tests.e2e.e2e_kube import install_args
+from tests.support.helm import run_helm
+from tests.support.kube import statefulset
+from tests.support.paths import CHART
 
 pytestmark = pytest.mark.timeout(1200)
 

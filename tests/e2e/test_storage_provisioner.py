@@ -8,10 +8,12 @@ import stat
 import time
 import uuid
 
-from e2e_kube import get_or_none, record_timing, wait_for
 from localcluster import Cluster
 from localcluster.cluster import PROVISIONER
 from localcluster.components import PROVISIONER_NAME, STORAGE_CLASS
+from tests.support.figures import record_timing
+from tests.support.kube import kube
+from tests.support.wait import wait_for
 
 PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 
@@ -38,13 +40,13 @@ def _claim_path(namespace: str, name: str = "") -> str:
 def _events_about(cluster: Cluster, name: str, namespace: str = "") -> list[dict]:
     """Events about object `name` in `namespace` (a PV's, in any: they are cluster-scoped)."""
     where = f"/namespaces/{namespace}" if namespace else ""
-    return cluster.api.get(f"/api/v1{where}/events?fieldSelector=involvedObject.name={name}")[
+    return kube(cluster).get(f"/api/v1{where}/events?fieldSelector=involvedObject.name={name}")[
         "items"]
 
 
 def test_local_path_is_the_only_default_class_and_its_provisioner_is_healthy(
         cluster: Cluster) -> None:
-    classes = cluster.api.get("/apis/storage.k8s.io/v1/storageclasses")["items"]
+    classes = kube(cluster).get("/apis/storage.k8s.io/v1/storageclasses")["items"]
     defaults = [c for c in classes if c["metadata"].get("annotations", {}).get(
         "storageclass.kubernetes.io/is-default-class") == "true"]
     assert [c["metadata"]["name"] for c in defaults] == [STORAGE_CLASS]
@@ -56,7 +58,7 @@ def test_local_path_is_the_only_default_class_and_its_provisioner_is_healthy(
 
 def test_claim_without_class_gets_a_local_volume_on_its_pods_node_and_loses_it_with_the_claim(
         cluster: Cluster, namespace: str) -> None:
-    api = cluster.api
+    api = kube(cluster)
     api.create(_claim_path(namespace), _claim("data"))
     # The DefaultStorageClass admission plugin writes the default class into the claim.
     assert api.get(_claim_path(namespace, "data"))["spec"]["storageClassName"] == STORAGE_CLASS
@@ -91,11 +93,11 @@ def test_claim_without_class_gets_a_local_volume_on_its_pods_node_and_loses_it_w
     assert stat.S_IMODE(mode) == 0o777, oct(mode)
 
     api.delete(f"/api/v1/namespaces/{namespace}/pods/user")
-    wait_for(lambda: get_or_none(cluster, f"/api/v1/namespaces/{namespace}/pods/user") is None,
+    wait_for(lambda: kube(cluster).get_or_none(f"/api/v1/namespaces/{namespace}/pods/user") is None,
              "pod deleted", timeout=60)
     start = time.monotonic()
     api.delete(_claim_path(namespace, "data"))
-    wait_for(lambda: get_or_none(cluster, f"/api/v1/persistentvolumes/{pv_name}") is None,
+    wait_for(lambda: kube(cluster).get_or_none(f"/api/v1/persistentvolumes/{pv_name}") is None,
              "PV deleted after its claim", timeout=60,
              describe=lambda: [e["message"] for e in _events_about(cluster, pv_name)])
     record_timing("local-path: claim deleted to PV deleted", time.monotonic() - start)
@@ -111,7 +113,7 @@ def test_a_volume_outside_the_root_is_never_deleted(cluster: Cluster, namespace:
     pv_name = f"e2e-outside-{uuid.uuid4().hex[:8]}"
     node = cluster.node_names()[0]
     try:
-        cluster.api.create("/api/v1/persistentvolumes", {
+        kube(cluster).create("/api/v1/persistentvolumes", {
             "apiVersion": "v1", "kind": "PersistentVolume",
             "metadata": {"name": pv_name, "annotations": {PROVISIONED_BY: PROVISIONER_NAME}},
             "spec": {"capacity": {"storage": "64Mi"}, "accessModes": ["ReadWriteOnce"],
@@ -121,11 +123,11 @@ def test_a_volume_outside_the_root_is_never_deleted(cluster: Cluster, namespace:
                      "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
                          {"key": "kubernetes.io/hostname", "operator": "In",
                           "values": [node]}]}]}}}})
-        cluster.api.create(_claim_path(namespace),
-                           _claim("data", storageClassName="", volumeName=pv_name))
-        wait_for(lambda: cluster.api.get(_claim_path(namespace, "data"))["status"].get(
+        kube(cluster).create(_claim_path(namespace),
+                             _claim("data", storageClassName="", volumeName=pv_name))
+        wait_for(lambda: kube(cluster).get(_claim_path(namespace, "data"))["status"].get(
             "phase") == "Bound", "hand-made PV bound", timeout=60)
-        cluster.api.delete(_claim_path(namespace, "data"))
+        kube(cluster).delete(_claim_path(namespace, "data"))
 
         refusals = wait_for(lambda: [e["message"] for e in _events_about(cluster, pv_name)
                                      if e["reason"] == "VolumeFailedDelete"],
@@ -133,10 +135,10 @@ def test_a_volume_outside_the_root_is_never_deleted(cluster: Cluster, namespace:
                             describe=lambda: _events_about(cluster, pv_name))
         assert "not a directory directly under the root" in refusals[0]
         assert (outside / "keep").read_text() == "precious\n"
-        assert cluster.api.get(f"/api/v1/persistentvolumes/{pv_name}")["status"]["phase"] in (
+        assert kube(cluster).get(f"/api/v1/persistentvolumes/{pv_name}")["status"]["phase"] in (
             "Released", "Failed")
     finally:
-        cluster.api.delete(f"/api/v1/persistentvolumes/{pv_name}")
+        kube(cluster).delete(f"/api/v1/persistentvolumes/{pv_name}")
         shutil.rmtree(outside, ignore_errors=True)
 
 
@@ -145,17 +147,17 @@ def test_a_class_without_late_binding_is_refused_with_the_reason(
     """Without WaitForFirstConsumer no node is chosen before provisioning, and a local volume
     cannot be pinned anywhere: the claim stays Pending with an event saying why."""
     name = f"e2e-immediate-{uuid.uuid4().hex[:8]}"
-    cluster.api.create("/apis/storage.k8s.io/v1/storageclasses", {
+    kube(cluster).create("/apis/storage.k8s.io/v1/storageclasses", {
         "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": name},
         "provisioner": PROVISIONER_NAME, "volumeBindingMode": "Immediate"})
     try:
-        cluster.api.create(_claim_path(namespace), _claim("data", storageClassName=name))
+        kube(cluster).create(_claim_path(namespace), _claim("data", storageClassName=name))
         failures = wait_for(lambda: [e["message"] for e in _events_about(cluster, "data", namespace)
                                      if e["reason"] == "ProvisioningFailed"],
                             "ProvisioningFailed event", timeout=60)
         assert "has no selected node" in failures[0]
         assert "WaitForFirstConsumer" in failures[0]
-        assert cluster.api.get(_claim_path(namespace, "data"))["status"]["phase"] == "Pending"
+        assert kube(cluster).get(_claim_path(namespace, "data"))["status"]["phase"] == "Pending"
     finally:
-        cluster.api.delete(_claim_path(namespace, "data"))
-        cluster.api.delete(f"/apis/storage.k8s.io/v1/storageclasses/{name}")
+        kube(cluster).delete(_claim_path(namespace, "data"))
+        kube(cluster).delete(f"/apis/storage.k8s.io/v1/storageclasses/{name}")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -31,6 +30,10 @@ import pytest
 from localcluster import Cluster, images, wait_until
 from localcluster.cluster import REPO_ROOT
 from localcluster.realnode import NODE_NAME, live_owner, unavailable_reason
+from tests.support.clusters import slug_of
+from tests.support.figures import record_figures
+from tests.support.helm import helm_binary
+from tests.support.kube import create_namespace, kube, unique_name
 
 STATE_DIR = Path(os.environ.get("LOCALCLUSTER_REAL_STATE_DIR")
                  or REPO_ROOT / ".cache" / "realnode-cluster")
@@ -50,9 +53,7 @@ EXPECTED_EGRESS: list[int] = []
 
 def record(key: str, value) -> None:
     """Adds a figure to .cache/realnode-measurements.json (the note's numbers)."""
-    data = json.loads(MEASURE_FILE.read_text()) if MEASURE_FILE.exists() else {}
-    data[key] = value
-    MEASURE_FILE.write_text(json.dumps(data, indent=2) + "\n")
+    record_figures(MEASURE_FILE, {key: value})
 
 
 @pytest.fixture(scope="package")
@@ -101,7 +102,7 @@ class Helm:
 
     def __call__(self, *args: str, check: bool = True,
                  timeout: float = 600) -> subprocess.CompletedProcess:
-        res = subprocess.run(["helm", *args, "-n", self.namespace], env=self.cluster.env,
+        res = subprocess.run([helm_binary(), *args, "-n", self.namespace], env=self.cluster.env,
                              capture_output=True, text=True, timeout=timeout)
         if check and res.returncode:
             raise AssertionError(f"helm {' '.join(args)}: {res.returncode}\n{res.stdout}\n"
@@ -135,22 +136,16 @@ class Helm:
 
 @pytest.fixture
 def namespace(real_cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:30].strip("-")
-    name = f"real-{slug}-{uuid.uuid4().hex[:5]}"
-    yield from _namespace(real_cluster, name)
+    yield from _namespace(real_cluster, unique_name(f"real-{slug_of(request, 30)}"))
 
 
 def _namespace(cluster: Cluster, name: str) -> Iterator[str]:
-    cluster.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                             "metadata": {"name": name}})
-    sa = f"/api/v1/namespaces/{name}/serviceaccounts/default"
-    assert wait_until(lambda: cluster.api.exists(sa), 30)
-    yield name
+    yield create_namespace(cluster, name)
     for rel in _releases(cluster, name):
-        subprocess.run(["helm", "uninstall", rel, "-n", name, "--wait", "--timeout", "2m"],
+        subprocess.run([helm_binary(), "uninstall", rel, "-n", name, "--wait", "--timeout", "2m"],
                        env=cluster.env, capture_output=True, check=False)
-    cluster.api.delete(f"/api/v1/namespaces/{name}")
-    wait_until(lambda: not cluster.api.exists(f"/api/v1/namespaces/{name}"), 120, 0.5)
+    kube(cluster).delete(f"/api/v1/namespaces/{name}")
+    wait_until(lambda: not kube(cluster).exists(f"/api/v1/namespaces/{name}"), 120, 0.5)
     # The chart's hostPath socket directories (kubelet made them: DirectoryOrCreate).
     shutil.rmtree(f"/var/run/vineyard/{name}", ignore_errors=True)
     with contextlib.suppress(OSError):
@@ -158,7 +153,7 @@ def _namespace(cluster: Cluster, name: str) -> Iterator[str]:
 
 
 def _releases(cluster: Cluster, ns: str) -> list[str]:
-    res = subprocess.run(["helm", "list", "-q", "-n", ns], env=cluster.env,
+    res = subprocess.run([helm_binary(), "list", "-q", "-n", ns], env=cluster.env,
                          capture_output=True, text=True, check=False)
     return res.stdout.split()
 
@@ -213,20 +208,20 @@ def pvc_socket(claim: str) -> dict:
 def run_pod(cluster: Cluster, ns: str, pod: dict, timeout: float = 180) -> tuple[str, str]:
     """Creates the pod, waits until it ends; returns (phase, logs)."""
     name = pod["metadata"]["name"]
-    cluster.api.create(f"/api/v1/namespaces/{ns}/pods", pod)
+    kube(cluster).create(f"/api/v1/namespaces/{ns}/pods", pod)
     path = f"/api/v1/namespaces/{ns}/pods/{name}"
     phase = ""
 
     def done() -> bool:
         nonlocal phase
-        phase = cluster.api.get(path)["status"].get("phase", "")
+        phase = kube(cluster).get(path)["status"].get("phase", "")
         return phase in ("Succeeded", "Failed")
 
     ok = wait_until(done, timeout, 0.3)
     logs = cluster.kubectl("-n", ns, "logs", name, check=False)
     out = logs.stdout + logs.stderr
     if not ok:
-        status = json.dumps(cluster.api.get(path)["status"], indent=1)[-2000:]
+        status = json.dumps(kube(cluster).get(path)["status"], indent=1)[-2000:]
         raise AssertionError(f"pod {name} did not finish in {timeout}s ({phase}):\n{out}\n{status}")
     return phase, out
 
@@ -238,13 +233,6 @@ def etcdctl(cluster: Cluster, ns: str, member: str, *args: str,
     interactive = ["-i"] if stdin is not None else []
     return cluster.kubectl("-n", ns, "exec", *interactive, member, "-c", "etcd", "--", "etcdctl",
                            *args, input=stdin, check=False)
-
-
-def ready_pods(cluster: Cluster, ns: str, selector: str) -> list[dict]:
-    pods = cluster.api.get(f"/api/v1/namespaces/{ns}/pods?labelSelector={selector}")["items"]
-    return [p for p in pods if p["metadata"].get("deletionTimestamp") is None and any(
-        c["type"] == "Ready" and c["status"] == "True"
-        for c in p.get("status", {}).get("conditions") or [])]
 
 
 PV_ROOT = Path("/tmp/localcluster-real-pv")
@@ -260,7 +248,7 @@ def local_pvs(real_cluster: Cluster) -> Iterator:
         name = f"real-pv-{uuid.uuid4().hex[:8]}"
         path = PV_ROOT / name
         path.mkdir(parents=True)
-        real_cluster.api.create("/api/v1/persistentvolumes", {
+        kube(real_cluster).create("/api/v1/persistentvolumes", {
             "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
             "spec": {
                 "capacity": {"storage": "2Gi"}, "accessModes": modes,
@@ -276,7 +264,7 @@ def local_pvs(real_cluster: Cluster) -> Iterator:
 
     yield make
     for name, _ in made:
-        real_cluster.api.delete(f"/api/v1/persistentvolumes/{name}")
+        kube(real_cluster).delete(f"/api/v1/persistentvolumes/{name}")
     for name, path in made:
         wait_until(lambda n=name: not _pv_exists(real_cluster, n), 60, 0.5)
         shutil.rmtree(path, ignore_errors=True)
@@ -286,4 +274,4 @@ def local_pvs(real_cluster: Cluster) -> Iterator:
 
 def _pv_exists(cluster: Cluster, name: str) -> bool:
     return any(p["metadata"]["name"] == name
-               for p in cluster.api.get("/api/v1/persistentvolumes")["items"])
+               for p in kube(cluster).get("/api/v1/persistentvolumes")["items"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from localcluster import Cluster, wait_until
+from tests.support.kube import kube
 
 from .conftest import CHART, CONNECT_PROBE, SOCKET_GID, Helm, hostpath_socket, run_pod, worker_pod
 from .test_realnode_chart import PUT
@@ -31,7 +32,7 @@ def _refused(cluster: Cluster, ns: str, obj: dict) -> bool:
 
 
 def _failed_create(cluster: Cluster, ns: str, name: str) -> str | None:
-    events = cluster.api.get(f"/api/v1/namespaces/{ns}/events")["items"]
+    events = kube(cluster).get(f"/api/v1/namespaces/{ns}/events")["items"]
     return next((e["message"] for e in events if e.get("reason") == "FailedCreate"
                  and e["involvedObject"].get("name") == name), None)
 
@@ -61,7 +62,7 @@ def test_an_allowed_worker_connects_and_a_refused_one_never_starts(
             f'"vineyard-socket" at {host_dir}), and only allowed pods may. Allowed: the '
             f"release's own pods, and pods running as service account {namespace}/{CLIENT_SA}."
             ) in stderr, stderr
-    assert real_cluster.api.get_or_none(f"/api/v1/namespaces/{namespace}/pods/refused") is None
+    assert kube(real_cluster).get_or_none(f"/api/v1/namespaces/{namespace}/pods/refused") is None
 
     # Through a controller: every pod the Job tries to create is refused, so none ever runs.
     job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "refused-job"},
@@ -71,7 +72,7 @@ def test_an_allowed_worker_connects_and_a_refused_one_never_starts(
     assert wait_until(lambda: _failed_create(real_cluster, namespace, "refused-job"), 60, 0.5)
     assert "it mounts the release's socket directory" in (
         _failed_create(real_cluster, namespace, "refused-job") or "")
-    job_pods = real_cluster.api.get(
+    job_pods = kube(real_cluster).get(
         f"/api/v1/namespaces/{namespace}/pods?labelSelector=job-name=refused-job")["items"]
     assert job_pods == []
 

@@ -14,13 +14,13 @@ import pytest
 
 from localcluster import Cluster, wait_until
 from localcluster.realnode import NODE_NAME
+from tests.support.kube import kube, ready_pods
 
 from .conftest import (
     SOCKET_GID,
     Helm,
     _namespace,
     hostpath_socket,
-    ready_pods,
     record,
     run_pod,
     worker_pod,
@@ -84,7 +84,7 @@ def _helm(cluster: Cluster, ns: str) -> Helm:
 
 def test_pods_ready_by_real_probes_and_helm_test(real_cluster: Cluster, release) -> None:
     ns, host_dir = release
-    pods = real_cluster.api.get(f"/api/v1/namespaces/{ns}/pods")["items"]
+    pods = kube(real_cluster).get(f"/api/v1/namespaces/{ns}/pods")["items"]
     assert {p["spec"]["nodeName"] for p in pods} == {NODE_NAME}
     for pod in pods:
         statuses = pod["status"]["containerStatuses"]
@@ -114,7 +114,7 @@ def test_cross_pod_ipc_and_rpc(real_cluster: Cluster, release) -> None:
     assert "EQUAL" in out, out
     # Over the RPC Service, by its DNS name (CoreDNS) and ClusterIP (kube-proxy); no socket.
     host = f"{RELEASE}-vineyard-rpc.{ns}.svc.cluster.local"
-    svc = real_cluster.api.get(f"/api/v1/namespaces/{ns}/services")["items"]
+    svc = kube(real_cluster).get(f"/api/v1/namespaces/{ns}/services")["items"]
     rpc = [s for s in svc if s["metadata"]["name"].endswith("-rpc")]
     assert rpc, [s["metadata"]["name"] for s in svc]
     host = f"{rpc[0]['metadata']['name']}.{ns}.svc.cluster.local"
@@ -163,7 +163,7 @@ def test_vineyardd_restart_and_reconnect(real_cluster: Cluster, release) -> None
     sel = "app.kubernetes.io/component=vineyardd"
     old = ready_pods(real_cluster, ns, sel)
     assert len(old) == 1
-    real_cluster.api.delete(f"/api/v1/namespaces/{ns}/pods/{old[0]['metadata']['name']}")
+    kube(real_cluster).delete(f"/api/v1/namespaces/{ns}/pods/{old[0]['metadata']['name']}")
     t0 = time.monotonic()
     assert wait_until(lambda: [p for p in ready_pods(real_cluster, ns, sel)
                                if p["metadata"]["uid"] != old[0]["metadata"]["uid"]], 180, 0.5), \

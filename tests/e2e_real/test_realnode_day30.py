@@ -9,13 +9,13 @@ import time
 
 from localcluster import Cluster, wait_until
 from localcluster.realnode import CGROUP_ROOT
+from tests.support.kube import kube, ready_pods
 
 from .conftest import (
     SOCKET_GID,
     Helm,
     etcdctl,
     hostpath_socket,
-    ready_pods,
     record,
     run_pod,
     worker_pod,
@@ -88,7 +88,7 @@ def test_nospace_alarm_is_raised_at_the_quota_and_the_documented_recovery_clears
     # The member stays in the Service and is not restarted: its probes exclude NOSPACE (the
     # liveness probe would otherwise restart it after 6 x 10 s, and the alarm survives that).
     time.sleep(70)
-    pod = real_cluster.api.get(f"/api/v1/namespaces/{namespace}/pods/{member}")
+    pod = kube(real_cluster).get(f"/api/v1/namespaces/{namespace}/pods/{member}")
     statuses = pod["status"]["containerStatuses"]
     assert [c["restartCount"] for c in statuses] == [0], statuses
     assert all(c["ready"] for c in statuses), statuses
@@ -133,7 +133,7 @@ def test_nospace_alarm_is_raised_at_the_quota_and_the_documented_recovery_clears
     if "NAMED" not in outcome[-1]:
         # The chart README's last step: restart vineyardd (the DaemonSet replaces the pod).
         old = _vineyardd_pod(real_cluster, namespace)
-        real_cluster.api.delete(f"/api/v1/namespaces/{namespace}/pods/{old}")
+        kube(real_cluster).delete(f"/api/v1/namespaces/{namespace}/pods/{old}")
         assert wait_until(lambda: [p for p in ready_pods(
             real_cluster, namespace, "app.kubernetes.io/component=vineyardd")
             if p["metadata"]["name"] != old], 120, 0.5)
@@ -184,20 +184,20 @@ def test_who_is_charged_for_shared_memory(real_cluster: Cluster, namespace: str)
         daemon_before = readings[-1]
         sock = hostpath_socket(f"/var/run/vineyard/{namespace}/{release}")
         name = f"hold-{release}"
-        real_cluster.api.create(f"/api/v1/namespaces/{namespace}/pods",
-                                worker_pod(name, HOLD, groups=[SOCKET_GID], **sock))
+        kube(real_cluster).create(f"/api/v1/namespaces/{namespace}/pods",
+                                  worker_pod(name, HOLD, groups=[SOCKET_GID], **sock))
 
         def put_done(pod: str = name) -> bool:
             return "PUT" in real_cluster.kubectl("-n", namespace, "logs", pod, check=False).stdout
 
         assert wait_until(put_done, 180, 0.5)
         time.sleep(1)
-        worker_uid = real_cluster.api.get(
+        worker_uid = kube(real_cluster).get(
             f"/api/v1/namespaces/{namespace}/pods/{name}")["metadata"]["uid"]
         daemon_growth = _memory_usage(daemon_uid) - daemon_before
         worker_usage = _memory_usage(worker_uid)
-        real_cluster.api.delete(f"/api/v1/namespaces/{namespace}/pods/{name}",
-                                body={"gracePeriodSeconds": 0})
+        kube(real_cluster).delete(f"/api/v1/namespaces/{namespace}/pods/{name}",
+                                  body={"gracePeriodSeconds": 0})
         table[f"reserveMemory={str(reserve).lower()}"] = {
             "vineyardd pod before the put, MiB": round(daemon_before / 2**20),
             "vineyardd pod growth, MiB": round(daemon_growth / 2**20),

@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Callable
 
 from localcluster import Cluster, images, wait_until
+from tests.support.kube import kube
 
 from .conftest import CHART, Helm, etcdctl, record
 
@@ -19,12 +20,12 @@ SECURITY = {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532, "fsGr
 
 def _run_to_completion(cluster: Cluster, ns: str, pod: dict, timeout: float = 120) -> str:
     name = pod["metadata"]["name"]
-    cluster.api.create(f"/api/v1/namespaces/{ns}/pods", pod)
+    kube(cluster).create(f"/api/v1/namespaces/{ns}/pods", pod)
     path = f"/api/v1/namespaces/{ns}/pods/{name}"
-    assert wait_until(lambda: cluster.api.get(path)["status"].get("phase") in
-                      ("Succeeded", "Failed"), timeout, 0.5), cluster.api.get(path)["status"]
+    assert wait_until(lambda: kube(cluster).get(path)["status"].get("phase") in
+                      ("Succeeded", "Failed"), timeout, 0.5), kube(cluster).get(path)["status"]
     logs = cluster.kubectl("-n", ns, "logs", name, check=False)
-    phase = cluster.api.get(path)["status"]["phase"]
+    phase = kube(cluster).get(path)["status"]["phase"]
     assert phase == "Succeeded", logs.stdout + logs.stderr
     return logs.stdout + logs.stderr
 
@@ -52,8 +53,8 @@ def test_defrag_cronjob_job_completes(real_cluster: Cluster, namespace: str) -> 
                                "--from=cronjob/vy-vineyard-etcd-defrag")
     assert res.returncode == 0, res.stderr
     job = f"/apis/batch/v1/namespaces/{namespace}/jobs/defrag-now"
-    assert wait_until(lambda: (real_cluster.api.get(job)["status"].get("succeeded") or 0) >= 1,
-                      120, 0.5), real_cluster.api.get(job)["status"]
+    assert wait_until(lambda: (kube(real_cluster).get(job)["status"].get("succeeded") or 0) >= 1,
+                      120, 0.5), kube(real_cluster).get(job)["status"]
     logs = real_cluster.kubectl("-n", namespace, "logs", "job/defrag-now").stdout
     assert "Finished defragmenting etcd member" in logs, logs
 
@@ -70,8 +71,8 @@ def test_documented_topology_change_keeps_every_key(
         assert etcdctl(real_cluster, ns, "vy-vineyard-etcd-0", "put", key, value).returncode == 0
 
     # 1. Back up to a claim with a one-off pod (the README's etcd-backup pod).
-    real_cluster.api.create(f"/api/v1/namespaces/{ns}/persistentvolumeclaims",
-                            _claim("vy-etcd-backup"))
+    kube(real_cluster).create(f"/api/v1/namespaces/{ns}/persistentvolumeclaims",
+                              _claim("vy-etcd-backup"))
     endpoint = f"http://etcd-for-vy-vineyard.{ns}.svc.cluster.local:2379"
     _run_to_completion(real_cluster, ns, _etcd_pod(
         "etcd-backup", ["etcdctl", f"--endpoints={endpoint}", "snapshot", "save",
@@ -102,8 +103,8 @@ def test_documented_topology_change_keeps_every_key(
     for i in range(3):
         claim = f"data-vy-vineyard-etcd-{i}"
         local_pvs(ns, claim, ["ReadWriteOnce"])
-        real_cluster.api.create(f"/api/v1/namespaces/{ns}/persistentvolumeclaims",
-                                {**_claim(claim), "metadata": {"name": claim, "labels": {
+        kube(real_cluster).create(f"/api/v1/namespaces/{ns}/persistentvolumeclaims",
+                                  {**_claim(claim), "metadata": {"name": claim, "labels": {
                                     "app.kubernetes.io/instance": "vy",
                                     "app.kubernetes.io/component": "etcd"}}})
         member = f"vy-vineyard-etcd-{i}"

@@ -18,6 +18,7 @@ import yaml
 
 from localcluster import Cluster, wait_until
 from localcluster.realnode import NODE_NAME
+from tests.support.kube import kube, ready_pods
 
 from .conftest import (
     CHART,
@@ -25,7 +26,6 @@ from .conftest import (
     Helm,
     etcdctl,
     hostpath_socket,
-    ready_pods,
     record,
     run_pod,
     worker_pod,
@@ -83,9 +83,9 @@ def _replace(cluster: Cluster, namespace: str, pod: str, members: int, etcd: Etc
     """Deletes one etcd pod (what a drain or an eviction does to it); returns the seconds until
     its replacement is Ready and every member reports healthy."""
     path = f"/api/v1/namespaces/{namespace}/pods/{pod}"
-    uid = cluster.api.get(path)["metadata"]["uid"]
+    uid = kube(cluster).get(path)["metadata"]["uid"]
     t0 = time.monotonic()
-    cluster.api.delete(path)
+    kube(cluster).delete(path)
 
     def back() -> bool:
         ready = {p["metadata"]["name"]: p["metadata"]["uid"]
@@ -101,7 +101,7 @@ def test_single_member_replaced_keeps_every_key(real_cluster: Cluster, namespace
     the replacement comes back on the same claim with every key; vineyardd never notices."""
     helm = Helm(real_cluster, namespace)
     helm.install("vy")
-    claims = real_cluster.api.get(
+    claims = kube(real_cluster).get(
         f"/api/v1/namespaces/{namespace}/persistentvolumeclaims")["items"]
     assert [c["status"]["phase"] for c in claims] == ["Bound"], claims
     etcd = Etcd(real_cluster, namespace)
@@ -153,7 +153,7 @@ def test_three_members_each_replaced_in_turn_then_drained(real_cluster: Cluster,
                                "--timeout=25s", check=False)
     try:
         assert res.returncode != 0, "the drain evicted every member despite the PDB"
-        pods = real_cluster.api.get(
+        pods = kube(real_cluster).get(
             f"/api/v1/namespaces/{namespace}/pods?labelSelector={ETCD}")["items"]
         running = [p["metadata"]["name"] for p in pods
                    if p["metadata"].get("deletionTimestamp") is None
@@ -187,13 +187,13 @@ def test_etcd_container_killed_in_place_keeps_every_key(real_cluster: Cluster,
     etcd = Etcd(real_cluster, namespace)
     assert "NAMED" in _named(real_cluster, namespace, "put", PUT_NAMED, "killed")
     before = etcd.keys()
-    pod = real_cluster.api.get(f"/api/v1/namespaces/{namespace}/pods/vy-vineyard-etcd-0")
+    pod = kube(real_cluster).get(f"/api/v1/namespaces/{namespace}/pods/vy-vineyard-etcd-0")
     container_id = pod["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
     t0 = time.monotonic()
     real_cluster.real_node().kill_container(container_id)
 
     def restarted() -> bool:
-        p = real_cluster.api.get(f"/api/v1/namespaces/{namespace}/pods/vy-vineyard-etcd-0")
+        p = kube(real_cluster).get(f"/api/v1/namespaces/{namespace}/pods/vy-vineyard-etcd-0")
         statuses = p["status"].get("containerStatuses") or [{}]
         return statuses[0].get("restartCount", 0) >= 1 and statuses[0].get("ready", False)
     assert wait_until(restarted, 120, 0.5), helm.describe()

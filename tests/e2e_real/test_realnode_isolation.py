@@ -14,8 +14,9 @@ import pytest
 
 from localcluster import Cluster, images, wait_until
 from localcluster.realnode import BRIDGE, CGROUP_ROOT, NODE_NAME, RealNodeError, live_owner
+from tests.support.kube import kube, ready_pods
 
-from .conftest import EXPECTED_EGRESS, Helm, ready_pods, worker_pod
+from .conftest import EXPECTED_EGRESS, Helm, worker_pod
 
 # TEST-NET-3 (RFC 5737): never routed anywhere; the packets are dropped before they leave.
 OFF_MACHINE = "203.0.113.7"
@@ -38,7 +39,7 @@ def test_default_install_pulls_the_charts_images_from_the_loopback_mirror(
     containerd never had imported, so they were pulled, and the digests are the mirror's.
     Metrics on, so the exporter's image (the project's own, off by default) is pulled too."""
     Helm(real_cluster, namespace).install("seed", "metrics.enabled=true")
-    pods = real_cluster.api.get(f"/api/v1/namespaces/{namespace}/pods")["items"]
+    pods = kube(real_cluster).get(f"/api/v1/namespaces/{namespace}/pods")["items"]
     running = {c["image"] for p in pods for c in p["status"].get("containerStatuses", [])}
     assert running == {images.VINEYARDD, images.ETCD, images.EXPORTER}, running
     listed = _ctr(real_cluster, "images", "ls")
@@ -63,13 +64,13 @@ def test_any_other_image_fails_fast_on_loopback(real_cluster: Cluster, namespace
                                                 image: str, expected: str) -> None:
     pod = worker_pod(f"pull-{uuid.uuid4().hex[:6]}", "pass")
     pod["spec"]["containers"][0].update(image=image, imagePullPolicy="Always")
-    real_cluster.api.create(f"/api/v1/namespaces/{namespace}/pods", pod)
+    kube(real_cluster).create(f"/api/v1/namespaces/{namespace}/pods", pod)
     path = f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}"
     waiting: dict = {}
 
     def pull_failed() -> bool:
         nonlocal waiting
-        statuses = real_cluster.api.get(path)["status"].get("containerStatuses") or []
+        statuses = kube(real_cluster).get(path)["status"].get("containerStatuses") or []
         waiting = statuses[0]["state"].get("waiting", {}) if statuses else {}
         return waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff")
 
@@ -92,7 +93,7 @@ def test_egress_counter_drops_and_counts(real_cluster: Cluster, namespace: str) 
     EXPECTED_EGRESS.append(1)
     assert node.egress_packets() == before + 1
     pod = worker_pod("egress", script)
-    real_cluster.api.create(f"/api/v1/namespaces/{namespace}/pods", pod)
+    kube(real_cluster).create(f"/api/v1/namespaces/{namespace}/pods", pod)
     EXPECTED_EGRESS.append(1)
     assert wait_until(lambda: node.egress_packets() == before + 2, 60, 0.5), (
         f"pod's datagram not counted: {node.egress_packets() - before} of 2")
@@ -105,7 +106,7 @@ def test_a_second_state_dir_leaves_this_node_alone(real_cluster: Cluster, namesp
     its host objects as they were."""
     node = real_cluster.real_node()
     pod = worker_pod("steady", "import time; time.sleep(600)")
-    real_cluster.api.create(f"/api/v1/namespaces/{namespace}/pods", pod)
+    kube(real_cluster).create(f"/api/v1/namespaces/{namespace}/pods", pod)
     assert wait_until(lambda: ready_pods(real_cluster, namespace, "") != [], 60, 0.3)
     before = {"netns": sorted(p.name for p in Path("/run/netns").glob("cni-*")),
               "chains": _chains(node.id), "cgroups": _cgroups(node.cgroup)}
@@ -129,11 +130,11 @@ def test_a_second_state_dir_leaves_this_node_alone(real_cluster: Cluster, namesp
     assert after == before
     assert node.running()
     assert node._node_ready()
-    phase = real_cluster.api.get(
+    phase = kube(real_cluster).get(
         f"/api/v1/namespaces/{namespace}/pods/steady")["status"]["phase"]
     assert phase == "Running"
     assert any(n["metadata"]["name"] == NODE_NAME
-               for n in real_cluster.api.get("/api/v1/nodes")["items"])
+               for n in kube(real_cluster).get("/api/v1/nodes")["items"])
 
 
 def _chains(node_id: str) -> list[str]:

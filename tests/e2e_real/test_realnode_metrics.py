@@ -33,6 +33,7 @@ import yaml
 from localcluster import Cluster, wait_until
 from localcluster.procs import free_port
 from localcluster.realnode import NODE_NAME
+from tests.support.kube import kube
 
 from .conftest import CHART, SOCKET_GID, Helm, hostpath_socket, record, worker_pod
 
@@ -63,14 +64,14 @@ def discovered_targets(cluster: Cluster, namespace: str) -> list[dict[str, Any]]
     """What kubernetes_sd (role endpointslice) gives for the namespace's Services: a target per
     endpoint address and port, with the Service's annotations and the pod's name and node."""
     groups = []
-    services = cluster.api.get(f"/api/v1/namespaces/{namespace}/services")["items"]
+    services = kube(cluster).get(f"/api/v1/namespaces/{namespace}/services")["items"]
     for service in services:
         meta = service["metadata"]
         base = {"__meta_kubernetes_namespace": namespace,
                 "__meta_kubernetes_service_name": meta["name"]}
         for key, value in (meta.get("annotations") or {}).items():
             base[f"__meta_kubernetes_service_annotation_{meta_label(key)}"] = value
-        slices = cluster.api.get(
+        slices = kube(cluster).get(
             f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices"
             f"?labelSelector=kubernetes.io/service-name={meta['name']}")["items"]
         for es in slices:
@@ -267,7 +268,7 @@ def prometheus(cluster: Cluster, namespace: str, values: dict[str, Any]) -> Iter
 def hold(cluster: Cluster, namespace: str, name: str, mib: int) -> None:
     """A worker pod that puts `mib` MiB into the node's vineyardd and keeps the object."""
     sock = hostpath_socket(f"/var/run/vineyard/{namespace}/vy")
-    cluster.api.create(
+    kube(cluster).create(
         f"/api/v1/namespaces/{namespace}/pods",
         worker_pod(name, HOLD.format(mib=mib), groups=[SOCKET_GID], **sock),
     )

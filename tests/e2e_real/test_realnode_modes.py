@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from localcluster import Cluster, wait_until
+from tests.support.kube import kube, ready_pods
 
 from .conftest import (
     CHART,
@@ -14,7 +15,6 @@ from .conftest import (
     Helm,
     hostpath_socket,
     pvc_socket,
-    ready_pods,
     record,
     run_pod,
     worker_pod,
@@ -88,11 +88,11 @@ def test_upgrade_rolls_and_serves_then_uninstall_leaves_nothing(
     phase, out = run_pod(real_cluster, namespace, worker_pod("after-upgrade", PUT,
                                                              groups=[SOCKET_GID], **sock))
     assert phase == "Succeeded", out
-    real_cluster.api.delete(f"/api/v1/namespaces/{namespace}/pods/after-upgrade")
+    kube(real_cluster).delete(f"/api/v1/namespaces/{namespace}/pods/after-upgrade")
     pod_uids = {p["metadata"]["uid"] for p in
-                real_cluster.api.get(f"/api/v1/namespaces/{namespace}/pods")["items"]}
+                kube(real_cluster).get(f"/api/v1/namespaces/{namespace}/pods")["items"]}
     helm("uninstall", "vy", "--wait", "--timeout", "3m")
-    assert wait_until(lambda: not real_cluster.api.get(
+    assert wait_until(lambda: not kube(real_cluster).get(
         f"/api/v1/namespaces/{namespace}/pods")["items"], 120, 0.5)
     node = real_cluster.real_node()
 

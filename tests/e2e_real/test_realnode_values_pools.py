@@ -14,13 +14,13 @@ from typing import Any
 import vineyard_helm
 from localcluster import Cluster, wait_until
 from localcluster.realnode import NODE_IP, NODE_NAME
+from tests.support.kube import kube, ready_pods
 
 from .conftest import (
     PV_ROOT,
     SOCKET_GID,
     Helm,
     hostpath_socket,
-    ready_pods,
     record,
     run_pod,
     worker_pod,
@@ -63,7 +63,7 @@ def spill_files(directory: Path) -> set[str]:
 def test_spill_to_a_claim_fills_past_upper_rate_and_files_appear_on_the_claim(
         real_cluster: Cluster, namespace: str, local_pvs) -> None:
     pv = local_pvs(namespace, "vy-spill", ["ReadWriteOnce"])
-    real_cluster.api.create(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", {
+    kube(real_cluster).create(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", {
         "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "vy-spill"},
         "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "",
                  "resources": {"requests": {"storage": "1Gi"}}}})
@@ -192,7 +192,7 @@ def test_one_pool_takes_the_node_and_hands_it_back(real_cluster: Cluster,
         record("prepare-socket-dir waited for the old socket", "waiting up to" in log)
         # Still Ready after the old pod is long gone: its exit did not take the new socket.
         pool_pods = f"/api/v1/namespaces/{namespace}/pods?labelSelector={POOL}=big"
-        assert wait_until(lambda: not real_cluster.api.get(pool_pods)["items"], 120, 0.5), (
+        assert wait_until(lambda: not kube(real_cluster).get(pool_pods)["items"], 120, 0.5), (
             helm.describe())
 
         # For three readiness periods (5 s) after that, it stays the one Ready vineyardd.

@@ -3,28 +3,22 @@ HTTP chart repository on 127.0.0.1, and one release cut by hack/release.py into 
 
 The published site starts as an "earlier release" (vineyard 0.0.9, signed with the same key),
 so the release's merged index.yaml can be checked for keeping old versions installable.
-Cluster fixtures (`cluster`, `namespace`) are tests/e2e's own, re-exported here.
+The cluster and namespace fixtures are the session's (tests/support/clusters.py), shared with
+tests/e2e.
 """
 from __future__ import annotations
 
-import importlib.util
-import os
 import shutil
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from release_kit import (
-    BIN,
+from tests.release.release_kit import (
     CRANE,
-    HELM,
-    HELM3,
     KEY_NAME,
     REGISTRY,
-    REPO,
     Key,
     Published,
     Registry,
@@ -39,22 +33,10 @@ from release_kit import (
     stop_gpg_agent,
     stop_process,
 )
+from tests.support.clusters import cluster, namespace
+from tests.support.helm import HELM, HELM3, isolated_helm_env, tools_env
 
-# The tests import hack/release.py as `from hack import release`.
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-# The session cluster and per-test namespace of tests/e2e: one cluster for the whole run.
-# Its conftest imports helper modules beside it, so its folder goes on the path first.
-if str(REPO / "tests" / "e2e") not in sys.path:
-    sys.path.insert(0, str(REPO / "tests" / "e2e"))
-_spec = importlib.util.spec_from_file_location("e2e_conftest", REPO / "tests/e2e/conftest.py")
-assert _spec is not None
-assert _spec.loader is not None
-_e2e = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_e2e)
-cluster = _e2e.cluster
-namespace = _e2e.namespace
+__all__ = ["cluster", "namespace"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -73,10 +55,7 @@ def helm_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     written), the built tools first on PATH."""
     for tool in (HELM, HELM3, REGISTRY, CRANE):
         assert tool.exists(), f"{tool} missing: run `make tools` (hack/build-tools.sh)"
-    home = tmp_path_factory.mktemp("helm-home")
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            "HELM_CONFIG_HOME": str(home / "config"), "HELM_CACHE_HOME": str(home / "cache"),
-            "HELM_DATA_HOME": str(home / "data")}
+    return isolated_helm_env(tools_env(), tmp_path_factory.mktemp("helm-home"))
 
 
 # ---- GPG ----

@@ -1,8 +1,6 @@
 """What the release tests share besides fixtures (tests/release/conftest.py has those): paths,
 subprocess and polling helpers, the throwaway GPG key, the static site and registry servers and
-the published release's record. A module of its own, imported by name: a test module's
-`from conftest import ...` gets whichever conftest pytest imported last, not necessarily this
-folder's.
+the published release's record. Paths, helm and waiting are tests/support's.
 """
 from __future__ import annotations
 
@@ -14,17 +12,15 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "vineyard"
-BIN = REPO / ".cache" / "bin"
-HELM = BIN / "helm"
-HELM3 = BIN / "helm3"
+from localcluster import wait_until
+from tests.support.helm import HELM
+from tests.support.paths import BIN, CHART, REPO
+
 REGISTRY = BIN / "registry"
 CRANE = BIN / "crane"
 PREVIOUS_VERSION = "0.0.9"
@@ -64,15 +60,6 @@ def python_dist(dist: Path) -> tuple[Path, list[Path]]:
 
 def chart_version() -> str:
     return str(yaml.safe_load((CHART / "Chart.yaml").read_text())["version"])
-
-
-def wait_for(condition, timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
 
 
 def free_port() -> int:
@@ -202,7 +189,7 @@ def start_registry(workdir: Path, *, tls: bool) -> Registry:
 
 def _wait_serving(registry: Registry, timeout: float = 15) -> bool:
     """True once the registry answers /v2/; False if it exits first (e.g. port taken)."""
-    exited_or_answers = wait_for(
+    exited_or_answers = wait_until(
         lambda: registry.process.poll() is not None or _answers(registry), timeout)
     return exited_or_answers and registry.process.poll() is None
 

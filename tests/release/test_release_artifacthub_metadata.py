@@ -10,7 +10,8 @@ import pytest
 import tomllib
 import yaml
 
-from release_kit import CHART, REPO, Published
+from tests.release.release_kit import Published
+from tests.support.paths import CHART, REPO
 
 # https://artifacthub.io/docs/topics/annotations/helm/
 CATEGORIES = {"ai-machine-learning", "database", "integration-delivery", "monitoring-logging",

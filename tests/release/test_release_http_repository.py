@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from release_kit import (
-    HELM,
-    HELM3,
+from tests.release.release_kit import (
     PREVIOUS_VERSION,
     Key,
     Published,
@@ -21,6 +19,7 @@ from release_kit import (
     run,
     stop_gpg_agent,
 )
+from tests.support.helm import HELM, HELM3, isolated_helm_env
 
 HELMS = {"helm4": HELM, "helm3": HELM3}
 
@@ -33,8 +32,7 @@ def helm(request: pytest.FixtureRequest) -> Path:
 @pytest.fixture
 def user_env(helm_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     """A user with no repositories configured yet."""
-    return {**helm_env, "HELM_CONFIG_HOME": str(tmp_path / "config"),
-            "HELM_CACHE_HOME": str(tmp_path / "cache"), "HELM_DATA_HOME": str(tmp_path / "data")}
+    return isolated_helm_env(helm_env, tmp_path)
 
 
 def add_repo(helm: Path, url: str, env: dict[str, str], name: str = "vineyard") -> None:

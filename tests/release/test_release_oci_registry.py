@@ -13,17 +13,18 @@ import pytest
 import yaml
 
 import vineyard_helm
-from release_kit import (
+from tests.release.release_kit import (
     CRANE,
-    HELM,
     Published,
     Registry,
     exporter_image,
     public_path,
     release_cmd,
     run,
-    wait_for,
 )
+from tests.support.helm import HELM
+from tests.support.kube import wait_daemonset_settled
+from tests.support.wait import wait_for
 
 # Generous: the first install on a freshly started cluster waits for kwok to start the pods.
 INSTALL_TIMEOUT = "180s"
@@ -49,11 +50,6 @@ def test_registry_lists_the_released_version(published: Published,
     assert (meta["name"], meta["version"]) == ("vineyard", published.version)
 
 
-def _daemonset_status(cluster, namespace: str, name: str) -> dict:
-    ds = cluster.api.get(f"/apis/apps/v1/namespaces/{namespace}/daemonsets/{name}")
-    return ds["status"]
-
-
 def test_helm_installs_from_the_oci_registry_into_the_cluster(
         published: Published, cluster, namespace: str, helm_env: dict[str, str]) -> None:
     env = {**helm_env, "KUBECONFIG": str(cluster.kubeconfig)}
@@ -64,11 +60,7 @@ def test_helm_installs_from_the_oci_registry_into_the_cluster(
          "--namespace", namespace, "--wait", "--timeout", INSTALL_TIMEOUT], env, timeout=300)
     seconds = time.monotonic() - start
     print(f"helm install from OCI, --wait: {seconds:.1f}s")
-    def ready() -> bool:
-        status = _daemonset_status(cluster, namespace, "vineyard")
-        return status.get("numberReady") == status.get("desiredNumberScheduled", 0) >= 1
-
-    assert wait_for(ready, 60, interval=0.5), _daemonset_status(cluster, namespace, "vineyard")
+    wait_daemonset_settled(cluster, namespace, "vineyard")
     listed = yaml.safe_load(run([HELM, "list", "-n", namespace, "-o", "yaml"], env).stdout)
     assert [(r["name"], r["chart"]) for r in listed] == [("vineyard",
                                                          f"vineyard-{published.version}")]
@@ -98,9 +90,9 @@ def test_vineyard_helm_installs_from_an_oci_registry(
     assert (release.chart, release.chart_version) == ("vineyard", published.version)
     assert release.status == "deployed"
     # Other tests add and remove nodes on the shared cluster: await readiness, don't sample it.
-    assert wait_for(lambda: vineyard_helm.status(release="vineyard", namespace=namespace,
-                                                 kubeconfig=cluster.kubeconfig, helm=HELM).ready,
-                    60, interval=0.5)
+    wait_for(lambda: vineyard_helm.status(release="vineyard", namespace=namespace,
+                                          kubeconfig=cluster.kubeconfig, helm=HELM).ready,
+             "vineyard_helm.status(...).ready", timeout=60, interval=0.5)
 
 
 def test_vineyard_helm_installs_from_a_plain_http_registry(

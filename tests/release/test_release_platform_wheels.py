@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from hack import helm_wheels, release
-from release_kit import REPO, Published, python_dist
+from tests.release.release_kit import Published, python_dist
+from tests.support.paths import REPO
 
 HOST = helm_wheels.host_platform()
 VERSION = helm_wheels.pinned_version()

@@ -13,10 +13,7 @@ from pathlib import Path
 import pytest
 
 from hack import release
-from release_kit import (
-    CHART,
-    HELM,
-    REPO,
+from tests.release.release_kit import (
     Key,
     Published,
     chart_version,
@@ -26,6 +23,8 @@ from release_kit import (
     release_cmd,
     run,
 )
+from tests.support.helm import HELM
+from tests.support.paths import CHART, REPO
 
 
 def test_chart_changelog_and_change_annotation_agree() -> None:

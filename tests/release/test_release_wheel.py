@@ -20,8 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from e2e_kube import daemonset, pods, record_timing, release_objects, statefulset
-from release_kit import BIN, REPO, Published, python_dist, run
+from tests.release.release_kit import Published, python_dist, run
+from tests.support.figures import record_timing
+from tests.support.kube import daemonset, kube, pods, release_objects, statefulset
+from tests.support.paths import BIN, REPO
 
 # `published` (hack/release.py, up to 600 s), pip install of the wheel (600 s), install (300 s).
 pytestmark = pytest.mark.timeout(1800)
@@ -204,7 +206,7 @@ def test_platform_wheel_runs_the_seed_flow_with_no_helm_on_path(
         ds = daemonset(cluster, namespace, "vineyard")
         assert ds["status"]["numberReady"] == ds["status"]["desiredNumberScheduled"] > 0
         assert statefulset(cluster, namespace, "vineyard-etcd")["status"]["readyReplicas"] == 1
-        svc = cluster.api.get(f"/api/v1/namespaces/{namespace}/services/vineyard-rpc")
+        svc = kube(cluster).get(f"/api/v1/namespaces/{namespace}/services/vineyard-rpc")
         assert [p["port"] for p in svc["spec"]["ports"]] == [9700]
         out, err = flow.communicate("delete\n", timeout=400)
     finally:

@@ -4,8 +4,8 @@ Each check records its figures with `record(...)` into .cache/reliability/<check
 hack/gen_reliability_table.py turns those files into docs/reliability.md, so every figure in
 the table is one a test produced (and the file names the test and the commit it ran on).
 
-Clusters: the admission, concurrency and fuzzing checks share the e2e cluster
-(LOCALCLUSTER_STATE_DIR or .cache/e2e-cluster, same session rules as tests/e2e). The fault
+Clusters: the admission, concurrency and fuzzing checks share the session's cluster with tests/e2e
+(tests/support/clusters.py: LOCALCLUSTER_STATE_DIR or .cache/e2e-cluster). The fault
 checks restart kube-apiserver and delete nodes, so they run on a cluster of this run alone,
 .cache/faults-cluster-<pid> (or RELIABILITY_FAULTS_STATE_DIR), started when the first fault
 check needs it and stopped, its state dir removed, when the last one ends (package scope); two
@@ -18,28 +18,26 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_kube import delete_namespace, make_namespace
 
 from localcluster import Cluster
+from tests.support.clusters import cluster
+from tests.support.kube import create_namespace, delete_namespace, unique_name
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
+__all__ = ["cluster"]
 RESULTS_DIR = REPO / ".cache" / "reliability"
-E2E_STATE_DIR = REPO / ".cache" / "e2e-cluster"
 FAULTS_STATE_DIR_PREFIX = "faults-cluster-"
 NODES = 3
 
-sys.path.insert(0, str(REPO / "tests" / "chart"))  # chart_render: the shared `helm template` helper
-
 
 # What a figure depends on: a run with uncommitted changes here is marked as such in the table.
-MEASURED = ["tests/reliability", "tests/chart/chart_render.py", "charts/vineyard", "vineyard_helm",
+MEASURED = ["tests/reliability", "tests/support", "charts/vineyard", "vineyard_helm",
             "localcluster"]
 
 
@@ -68,14 +66,6 @@ def record(request: pytest.FixtureRequest) -> Recorder:
         (RESULTS_DIR / f"{slug}.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
 
     return write
-
-
-@pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
-    """The shared e2e cluster (see tests/e2e/conftest.py): started unless running."""
-    c = Cluster(os.environ.get("LOCALCLUSTER_STATE_DIR") or E2E_STATE_DIR)
-    with c.session(nodes=NODES):
-        yield c
 
 
 @pytest.fixture(scope="package")
@@ -110,7 +100,7 @@ def namespace_factory(cluster: Cluster) -> Iterator[Callable[..., str]]:
     made: list[str] = []
 
     def make(prefix: str = "rel", labels: dict[str, str] | None = None) -> str:
-        made.append(make_namespace(cluster, prefix, labels))
+        made.append(create_namespace(cluster, unique_name(prefix, 6), labels))
         return made[-1]
 
     yield make

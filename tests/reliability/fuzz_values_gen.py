@@ -16,7 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from chart_render import SCENARIOS, SCHEMA_PATH, scenario_values
+from tests.support.chart_render import scenario_values
+from tests.support.paths import SCENARIOS, SCHEMA_PATH
 
 SCHEMA: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
 Path_ = tuple[Any, ...]

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from chart_render import CHART, CI_DIR, SCENARIOS, deep_merge, default_values, scenario_values
 from localcluster import Cluster, wait_until
+from tests.support.chart_render import deep_merge, default_values, scenario_values
+from tests.support.paths import CHART, CI_DIR, SCENARIOS
 
 PSA = "pod-security.kubernetes.io/enforce"
 

@@ -8,7 +8,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from chart_render import CHART
+from tests.support.paths import CHART
 
 TLS_WORDS = re.compile(r"tls|ssl|cert|ca_file|cacert|_key\b|https", re.IGNORECASE)
 

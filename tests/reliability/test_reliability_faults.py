@@ -14,25 +14,33 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from reliability_kube import delete_namespace, make_namespace
 
 import vineyard_helm
-from chart_render import CHART, CI_DIR
-from localcluster import ApiError, Cluster, components, wait_until
+from localcluster import Cluster, components
+from tests.support.helm import run_helm
+from tests.support.kube import (
+    ApiException,
+    create_namespace,
+    delete_namespace,
+    is_ready,
+    kube,
+    unique_name,
+)
+from tests.support.paths import CHART, CI_DIR
+from tests.support.wait import wait_for
 
 VALUES = {"vineyard": {"size": "64Mi"}}
 
 
 @pytest.fixture
 def ns(faults_cluster: Cluster) -> Iterator[str]:
-    name = make_namespace(faults_cluster, "fault")
+    name = create_namespace(faults_cluster, unique_name("fault", 6))
     yield name
     delete_namespace(faults_cluster, name)
 
 
 def helm(c: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(c.bin_dir / "helm"), *args], env=c.env, capture_output=True,
-                          text=True, check=False)
+    return run_helm(c.env, *args, check=False)
 
 
 def release_info(c: Cluster, release: str, namespace: str) -> dict[str, Any] | None:
@@ -47,16 +55,13 @@ def restart_apiserver(c: Cluster, down_for: float = 2.0) -> None:
     c.procs.stop("kube-apiserver")
     time.sleep(down_for)  # the outage itself, not a wait for a condition
     c.procs.start("kube-apiserver", components.apiserver(c.bin_dir, c.state_dir, c.ports))
-    assert wait_until(lambda: c.api.ok("/readyz"), 60, interval=0.5), "apiserver not back"
-
-
-def when(condition: Callable[[], bool], timeout: float = 60) -> None:
-    assert wait_until(condition, timeout, interval=0.1), "condition not reached"
+    wait_for(lambda: kube(c).ok("/readyz"), "kube-apiserver back (/readyz)", timeout=60,
+             interval=0.5)
 
 
 def release_secret_exists(c: Cluster, namespace: str, release: str, revision: int) -> bool:
     secret = f"sh.helm.release.v1.{release}.v{revision}"
-    return c.api.ok(f"/api/v1/namespaces/{namespace}/secrets/{secret}")
+    return kube(c).ok(f"/api/v1/namespaces/{namespace}/secrets/{secret}")
 
 
 def run_in_thread(function: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
@@ -96,7 +101,8 @@ def test_apiserver_restart_during_install_then_the_release_recovers(
     thread, box = run_in_thread(lambda: vineyard_helm.install(
         VALUES, release="vineyard", namespace=ns, create_namespace=False, timeout="90s",
         kubeconfig=c.kubeconfig, helm=c.bin_dir / "helm"))
-    when(lambda: release_secret_exists(c, ns, "vineyard", 1))
+    wait_for(lambda: release_secret_exists(c, ns, "vineyard", 1),
+             "release vineyard's revision 1 secret", timeout=60, interval=0.1)
     restart_apiserver(c)
     thread.join(180)
     assert not thread.is_alive()
@@ -112,7 +118,7 @@ def test_apiserver_restart_during_install_then_the_release_recovers(
         vineyard_helm.install(VALUES, release="vineyard", namespace=ns, create_namespace=False,
                               timeout="6m", kubeconfig=c.kubeconfig, helm=c.bin_dir / "helm")
         recovery = f"release was {state and state['status']}: helm uninstall, then install"
-    when(lambda: ready(c, "vineyard", ns), 90)
+    wait_for(lambda: ready(c, "vineyard", ns), "release vineyard ready", timeout=90, interval=0.1)
     record("kube-apiserver restarted during install", area="Faults",
            figure="1 restart (2 s down) after the release record was written",
            result=f"install {first}; {recovery}; release deployed and ready")
@@ -126,7 +132,8 @@ def test_apiserver_restart_during_upgrade_then_rollback_recovers(
     vineyard_helm.install(VALUES, create_namespace=False, **kwargs)
     thread, box = run_in_thread(lambda: vineyard_helm.upgrade(
         {"vineyard": {"size": "96Mi"}}, **kwargs))
-    when(lambda: release_secret_exists(c, ns, "vineyard", 2))
+    wait_for(lambda: release_secret_exists(c, ns, "vineyard", 2),
+             "release vineyard's revision 2 secret", timeout=60, interval=0.1)
     restart_apiserver(c)
     thread.join(180)
     assert not thread.is_alive()
@@ -140,7 +147,7 @@ def test_apiserver_restart_during_upgrade_then_rollback_recovers(
     after = release_info(c, "vineyard", ns)
     assert after is not None
     assert after["status"] == "deployed"
-    when(lambda: ready(c, "vineyard", ns), 90)
+    wait_for(lambda: ready(c, "vineyard", ns), "release vineyard ready", timeout=90, interval=0.1)
     size = json.loads(helm(c, "get", "values", "vineyard", "-n", ns, "-o", "json").stdout)
     assert size["vineyard"]["size"] == "64Mi"
     record("kube-apiserver restarted during upgrade", area="Faults",
@@ -157,23 +164,24 @@ def test_deleted_etcd_member_is_recreated_by_its_statefulset(
     proc = helm(c, "install", "vineyard", str(CHART), "-n", ns, "--set", "etcd.replicaCount=3",
                 "--wait", "--timeout", "120s")
     assert proc.returncode == 0, proc.stderr
-    pods = c.api.get(f"/api/v1/namespaces/{ns}/pods?labelSelector="
-                     "app.kubernetes.io/component=etcd")["items"]
+    pods = kube(c).get(f"/api/v1/namespaces/{ns}/pods?labelSelector="
+                       "app.kubernetes.io/component=etcd")["items"]
     assert len(pods) >= 3
     victim = sorted(p["metadata"]["name"] for p in pods)[1]
     old_uid = next(p["metadata"]["uid"] for p in pods if p["metadata"]["name"] == victim)
-    c.api.delete(f"/api/v1/namespaces/{ns}/pods/{victim}", body={"gracePeriodSeconds": 0})
+    kube(c).delete(f"/api/v1/namespaces/{ns}/pods/{victim}", body={"gracePeriodSeconds": 0})
 
     def recreated_and_ready() -> bool:
         try:
-            pod = c.api.get(f"/api/v1/namespaces/{ns}/pods/{victim}")
-        except ApiError:
+            pod = kube(c).get(f"/api/v1/namespaces/{ns}/pods/{victim}")
+        except ApiException:
             return False
-        conditions = {x["type"]: x["status"] for x in pod.get("status", {}).get("conditions", [])}
-        return pod["metadata"]["uid"] != old_uid and conditions.get("Ready") == "True"
+        return pod["metadata"]["uid"] != old_uid and is_ready(pod)
 
-    when(recreated_and_ready, 90)
-    when(lambda: ready(c, "vineyard", ns), 90)
+    wait_for(recreated_and_ready,
+
+             "etcd pod recreated (new uid) and Ready", timeout=90, interval=0.1)
+    wait_for(lambda: ready(c, "vineyard", ns), "release vineyard ready", timeout=90, interval=0.1)
     record("etcd member pod deleted", area="Faults",
            figure=f"1 of {len(pods)} members ({victim}) deleted, grace 0",
            result="StatefulSet recreated it under the same name (new uid), Ready; release ready. "
@@ -187,20 +195,23 @@ def test_removed_node_comes_back_with_its_vineyardd_pod(
                           timeout="90s", kubeconfig=c.kubeconfig, helm=c.bin_dir / "helm")
 
     def vineyardd_nodes() -> set[str]:
-        items = c.api.get(f"/api/v1/namespaces/{ns}/pods?labelSelector="
-                          "app.kubernetes.io/component=vineyardd")["items"]
+        items = kube(c).get(f"/api/v1/namespaces/{ns}/pods?labelSelector="
+                            "app.kubernetes.io/component=vineyardd")["items"]
         return {p["spec"].get("nodeName", "") for p in items
                 if not p["metadata"].get("deletionTimestamp")}
 
     nodes = c.node_names()
     victim = nodes[-1]
-    when(lambda: vineyardd_nodes() == set(nodes), 60)
+    wait_for(lambda: vineyardd_nodes() == set(nodes),
+             "vineyardd on every node", timeout=60, interval=0.1)
     c.remove_nodes([victim])
-    when(lambda: victim not in vineyardd_nodes(), 60)
+    wait_for(lambda: victim not in vineyardd_nodes(),
+             "no vineyardd on the deleted node", timeout=60, interval=0.1)
     added = c.add_nodes(1)
     assert added == [victim]
-    when(lambda: vineyardd_nodes() == set(nodes), 90)
-    when(lambda: ready(c, "vineyard", ns), 90)
+    wait_for(lambda: vineyardd_nodes() == set(nodes),
+             "vineyardd on every node", timeout=90, interval=0.1)
+    wait_for(lambda: ready(c, "vineyard", ns), "release vineyard ready", timeout=90, interval=0.1)
     record("Node removed and re-added", area="Faults",
            figure=f"1 of {len(nodes)} nodes ({victim}) deleted, then created again",
            result="its vineyardd pod went with it and came back on the re-added node; "
@@ -215,8 +226,10 @@ def test_sigint_during_install_wait_then_install_again(
             str(CI_DIR / "pvc-values.yaml"), "--wait", "--timeout", "120s"]
     proc = subprocess.Popen(args, env=c.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    when(lambda: release_secret_exists(c, ns, "vineyard", 1), 60)
-    when(lambda: bool(c.api.get(f"/apis/apps/v1/namespaces/{ns}/daemonsets")["items"]), 60)
+    wait_for(lambda: release_secret_exists(c, ns, "vineyard", 1),
+             "release vineyard's revision 1 secret", timeout=60, interval=0.1)
+    wait_for(lambda: bool(kube(c).get(f"/apis/apps/v1/namespaces/{ns}/daemonsets")["items"]),
+             "the DaemonSet created", timeout=60, interval=0.1)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     left = release_info(c, "vineyard", ns)
@@ -240,7 +253,7 @@ def test_sigint_during_install_wait_then_install_again(
             assert again.returncode == 0, again.stderr
             needed = ("a second `helm install` is refused (name still in use), so is "
                       "`--replace`; `helm uninstall` then `helm install` succeeds")
-    when(lambda: ready(c, "vineyard", ns), 90)
+    wait_for(lambda: ready(c, "vineyard", ns), "release vineyard ready", timeout=90, interval=0.1)
     record("helm interrupted (SIGINT) during install --wait", area="Faults",
            figure="1 SIGINT while waiting for pods",
            result=f"helm exited {proc.returncode}, release left "

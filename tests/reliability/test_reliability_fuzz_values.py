@@ -17,11 +17,13 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from fuzz_values_gen import Case, invalid_cases, valid_candidates
 
 import vineyard_helm
-from chart_render import BIN, CHART, HelmFailed, helm_binary, render
 from localcluster import Cluster
+from tests.reliability.fuzz_values_gen import Case, invalid_cases, valid_candidates
+from tests.support.chart_render import HelmFailed, render
+from tests.support.helm import helm_binary
+from tests.support.paths import BIN, CHART
 
 # How many cases of each kind: the full counts under `make reliability` (RELIABILITY_FUZZ_SCALE=1,
 # the figures docs/reliability.md quotes), a quarter inside `make test`, where every case costs

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from chart_render import REPO, SCENARIOS, run_helm_template
+from tests.support.chart_render import run_helm_template
+from tests.support.paths import REPO, SCENARIOS
 
 ALLOWLIST_PATH = Path(__file__).with_name("scanner-allowlist.yaml")
 KUBE_SCORE = REPO / ".cache" / "bin" / "kube-score"

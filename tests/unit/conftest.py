@@ -7,19 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from helmbin import HELM_MAJORS, helm_path
-from unreachable_cluster import write_unreachable_kubeconfig
+from tests.support.helm import HELM_MAJORS, helm_binary
+from tests.unit.unreachable_cluster import write_unreachable_kubeconfig
 
 
 @pytest.fixture(params=HELM_MAJORS, ids=lambda major: f"helm{major}")
 def helm(request: pytest.FixtureRequest) -> str:
     """Each test using this runs once with Helm 3 and once with Helm 4."""
-    return helm_path(int(request.param))
+    return helm_binary(int(request.param))
 
 
 @pytest.fixture
 def helm4() -> str:
-    return helm_path(4)
+    return helm_binary(4)
 
 
 @pytest.fixture

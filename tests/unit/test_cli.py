@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 import vineyard_helm
-from status_fixture import METADATA, status_document
+from tests.unit.status_fixture import METADATA, status_document
 from vineyard_helm import Release, Resource, cli, errors
 from vineyard_helm.helm_json import status_from_json
 

@@ -7,12 +7,15 @@ runs; the live tests replay the same situations now with both binaries.
 from __future__ import annotations
 
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
 import vineyard_helm
+from tests.support.paths import REPO
+from tests.unit.helm_stderr.record import environments, scenarios
 from vineyard_helm import errors
 from vineyard_helm.errors import from_helm_failure, headline
 
@@ -140,22 +143,12 @@ def test_an_unknown_failure_is_a_plain_helm_error() -> None:
 
 
 def _live_scenarios() -> list[str]:
-    import sys
-
-    sys.path.insert(0, str(HERE / "helm_stderr"))
-    from record import environments, scenarios
-
     with environments(None) as env:
         return sorted(scenarios(env))
 
 
 @pytest.mark.parametrize("scenario", _live_scenarios())
 def test_live_helm_failure_maps_to_the_named_error(helm: str, scenario: str) -> None:
-    import sys
-
-    sys.path.insert(0, str(HERE / "helm_stderr"))
-    from record import environments, scenarios
-
     with environments(None) as env:
         command = scenarios(env)[scenario]
         result = subprocess.run([helm, *command], capture_output=True, text=True, timeout=120)
@@ -176,23 +169,11 @@ def test_api_raises_cluster_unreachable(helm: str, unreachable_kubeconfig: Path)
 def test_recorder_writes_what_helm_prints(helm: str) -> None:
     """The recorder itself works (so the committed recordings can be refreshed)."""
     with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / "record.py"
-        copy.write_text(
-            (HERE / "helm_stderr/record.py")
-            .read_text()
-            .replace("HERE = Path(__file__).resolve().parent", f"HERE = Path({tmp!r})")
-            .replace("REPO = HERE.parents[2]", f"REPO = Path({str(HERE.parents[1])!r})")
-            .replace("sys.path.insert(0, str(HERE.parent))", f"sys.path.insert(0, {str(HERE)!r})")
-        )
         subprocess.run(
-            [sys_executable(), str(copy), helm], check=True, capture_output=True, timeout=300
+            [sys.executable, "-m", "tests.unit.helm_stderr.record", helm, "--out", tmp],
+            check=True, capture_output=True, timeout=300, cwd=REPO,
         )
         recorded = sorted(p.name for p in Path(tmp).glob("helm*/*.stderr"))
     assert recorded == sorted(f"{name}.stderr" for name in _live_scenarios())
     assert set(recorded) <= {p.name for p in RECORDED}
 
-
-def sys_executable() -> str:
-    import sys
-
-    return sys.executable

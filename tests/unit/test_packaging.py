@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helmbin import CHART, REPO
+from tests.support.paths import CHART, REPO
 
 HEAVY = ("pyhelm3", "pydantic", "jsonschema", "yaml", "asyncio", "dataclasses", "pathlib")
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
 
 
 @pytest.mark.parametrize("argv", [["ruff", "check", "."], ["mypy"]], ids=["ruff", "mypy"])

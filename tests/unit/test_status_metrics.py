@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 
 import vineyard_helm
-from helmbin import REPO
-from status_fixture import METADATA, status_document
+from tests.support.paths import REPO
+from tests.unit.status_fixture import METADATA, status_document
 from vineyard_helm.cli import run
 from vineyard_helm.helm_json import status_from_json
 from vineyard_helm.metrics import (

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 import vineyard_helm
-from helmbin import CHART
-from status_fixture import METADATA, live_pod, status_document
+from tests.support.paths import CHART
+from tests.unit.status_fixture import METADATA, live_pod, status_document
 from vineyard_helm import ReleaseStatus
 from vineyard_helm.helm_json import socket_location, status_from_json
 from vineyard_helm.output import format_status, summary_line

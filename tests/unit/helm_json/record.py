@@ -1,6 +1,6 @@
 """Record real helm release JSON from a cluster, for the status and release parsing tests.
 
-    python tests/unit/helm_json/record.py --cluster KUBECONFIG HELM4 HELM3
+    python -m tests.unit.helm_json.record --cluster KUBECONFIG HELM4 HELM3   # from the repo's root
 
 Installs the bundled chart as release `rec` in a fresh namespace (waiting until ready), then
 writes, per helm major version: install.json (`helm install -o json`, Helm 4 only: the
@@ -16,8 +16,9 @@ import subprocess
 import uuid
 from pathlib import Path
 
+from tests.support.paths import CHART
+
 HERE = Path(__file__).resolve().parent
-CHART = HERE.parents[2] / "charts" / "vineyard"
 
 
 def helm_json(helm: str, *args: str) -> dict[str, object]:

@@ -1,12 +1,12 @@
 """Record real helm stderr for the error-mapping tests (never hand-typed).
 
-    python tests/unit/helm_stderr/record.py HELM_BINARY... [--cluster KUBECONFIG]
+    python -m tests.unit.helm_stderr.record HELM_BINARY... [--cluster KUBECONFIG] [--out DIR]
 
-For each binary, runs helm in failing situations and writes
-``helm<major>/<scenario>.stderr`` beside this file. The scenario name's prefix (before the
-last ``__``) names the exception vineyard_helm must raise for it. Scenarios that need a real
-cluster (a missing release, a name already in use, a wait that times out) run only with
-``--cluster`` (the local cluster: ``python -m localcluster kubeconfig``). The unit tests replay
+(from the repository's root). For each binary, runs helm in failing situations and writes
+``helm<major>/<scenario>.stderr`` beside this file (or in DIR). The scenario name's prefix
+(before the last ``__``) names the exception vineyard_helm must raise for it. Scenarios that
+need a real cluster (a missing release, a name already in use, a wait that times out) run only
+with ``--cluster`` (the local cluster: ``python -m localcluster kubeconfig``). The unit tests replay
 the others live; tests/e2e/test_e2e_python_api.py replays the cluster ones against a real API
 server.
 """
@@ -16,19 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[2]
-CHART = REPO / "charts" / "vineyard"
-sys.path.insert(0, str(HERE.parent))
+from tests.support.paths import CHART
+from tests.unit.unreachable_cluster import write_unreachable_kubeconfig
 
-from unreachable_cluster import write_unreachable_kubeconfig  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 
 @contextmanager
@@ -164,6 +161,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("helm", nargs="+")
     parser.add_argument("--cluster", type=Path)
+    parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
     for helm in args.helm:
         version = subprocess.run(
@@ -173,8 +171,8 @@ def main() -> None:
             check=True,
         ).stdout
         major = version.lstrip("v").split(".")[0]
-        target = HERE / f"helm{major}"
-        target.mkdir(exist_ok=True)
+        target = args.out / f"helm{major}"
+        target.mkdir(parents=True, exist_ok=True)
         with environments(args.cluster) as env:
             for name, command in scenarios(env).items():
                 if name == "ReleaseExistsError__install":

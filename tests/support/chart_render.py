@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,28 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "vineyard"
-SCHEMA_PATH = CHART / "values.schema.json"
-CI_DIR = CHART / "ci"
-BIN = REPO / ".cache" / "bin"
-
-# Every scenario the chart supports; chart-testing lints and installs the same files.
-SCENARIOS = sorted(p.name.removesuffix("-values.yaml") for p in CI_DIR.glob("*-values.yaml"))
+from tests.support.helm import helm_binary
+from tests.support.paths import CHART, CI_DIR
 
 Manifest = dict[str, Any]
-
-
-def helm_binary(major: int) -> str:
-    """The pinned helm of that major version, from hack/build-tools.sh (helm is v4, helm3 v3)."""
-    name = "helm" if major == 4 else f"helm{major}"
-    path = BIN / name
-    if path.exists():
-        return str(path)
-    found = shutil.which(name)
-    if not found:
-        pytest.fail(f"{name} not found: run `make tools` (hack/build-tools.sh) first")
-    return found
 
 
 class HelmFailed(Exception):
@@ -97,11 +78,13 @@ def find(manifests: list[Manifest], kind: str, name: str | None = None) -> Manif
 
 
 def scenario_values(scenario: str) -> dict[str, Any]:
-    return yaml.safe_load((CI_DIR / f"{scenario}-values.yaml").read_text()) or {}
+    values: dict[str, Any] = yaml.safe_load((CI_DIR / f"{scenario}-values.yaml").read_text())
+    return values or {}
 
 
 def default_values() -> dict[str, Any]:
-    return yaml.safe_load((CHART / "values.yaml").read_text())
+    values: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
+    return values
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -138,7 +121,8 @@ def render_notes(*args: str, release: str = "vineyard", namespace: str = "vineya
 
 def pod_spec(workload: Manifest) -> dict[str, Any]:
     """The pod template's spec of a DaemonSet or StatefulSet."""
-    return workload["spec"]["template"]["spec"]
+    spec: dict[str, Any] = workload["spec"]["template"]["spec"]
+    return spec
 
 
 def container(spec: dict[str, Any], name: str = "vineyardd") -> dict[str, Any]:
@@ -148,7 +132,7 @@ def container(spec: dict[str, Any], name: str = "vineyardd") -> dict[str, Any]:
 
 def invalid_objects(manifests: list[Manifest]) -> list[str]:
     """Objects the Kubernetes OpenAPI schema (newest version known) refuses, with the reason."""
-    import kubernetes_validate
+    import kubernetes_validate  # type: ignore[import-untyped]
 
     problems = []
     for manifest in manifests:
