@@ -76,12 +76,21 @@ def images(manifests: list[Manifest]) -> set[str]:
 @pytest.mark.parametrize(
     ("registry", "expected"),
     [
-        ("", {"docker.io/vineyardcloudnative/vineyardd:v0.24.2", "quay.io/coreos/etcd:v3.6.16"}),
+        (
+            "",
+            {
+                "docker.io/vineyardcloudnative/vineyardd:v0.24.2",
+                "quay.io/coreos/etcd:v3.6.16",
+                # the data path test's (helm test) image
+                "ghcr.io/vineyard-helm/vineyard-exporter:0.1.0",
+            },
+        ),
         (
             "mirror.example.com:5000/cache",
             {
                 "mirror.example.com:5000/cache/vineyardcloudnative/vineyardd:v0.24.2",
                 "mirror.example.com:5000/cache/coreos/etcd:v3.6.16",
+                "mirror.example.com:5000/cache/vineyard-helm/vineyard-exporter:0.1.0",
             },
         ),
     ],

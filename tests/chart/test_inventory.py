@@ -20,21 +20,26 @@ ETCD_ONE = {
 }
 TESTS_RPC = {("Pod", "vineyard-test-rpc")}
 TESTS_ETCD = {("Pod", "vineyard-test-etcd")}
+# The data path test: writers, and a reader unless metadata is local to each node.
+TESTS_PUT = {("Job", "vineyard-test-data-put")}
+TESTS_DATA = TESTS_PUT | {("Pod", "vineyard-test-data-get")}
 
 EXPECTED = {
-    "hostpath": BASE | ETCD_ONE | TESTS_RPC | TESTS_ETCD,
+    "hostpath": BASE | ETCD_ONE | TESTS_RPC | TESTS_ETCD | TESTS_DATA,
     "pvc": BASE
     | ETCD_ONE
     | TESTS_RPC
     | TESTS_ETCD
+    | TESTS_DATA
     | {("PersistentVolumeClaim", "vineyard-socket")},
     "emptydir-sidecar": BASE | ETCD_ONE | TESTS_RPC | TESTS_ETCD,
-    "external-etcd": BASE | TESTS_RPC | TESTS_ETCD,
-    "local-meta": BASE | TESTS_RPC,
+    "external-etcd": BASE | TESTS_RPC | TESTS_ETCD | TESTS_DATA,
+    "local-meta": BASE | TESTS_RPC | TESTS_PUT,
     "etcd-ha": BASE
     | ETCD_ONE
     | TESTS_RPC
     | TESTS_ETCD
+    | TESTS_DATA
     | {
         ("PodDisruptionBudget", "vineyard-etcd"),
         ("NetworkPolicy", "vineyard"),

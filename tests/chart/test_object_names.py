@@ -143,15 +143,16 @@ def test_a_43_character_release_gets_two_distinct_network_policies() -> None:
     assert len(policies) == len(set(policies)) == 2, policies
 
 
-def test_a_48_character_release_gets_two_distinct_test_pods() -> None:
+def test_a_48_character_release_gets_distinct_test_pods() -> None:
     """Regression: <release>-vineyard-test-rpc and -test-etcd cut to 63 characters were equal."""
     release = "r" * 48
     pods = sorted(
         m["metadata"]["name"] for m in render(EVERYTHING_ON, release=release) if m["kind"] == "Pod"
     )
-    assert len(set(pods)) == 2, pods
-    assert pods[0].endswith("-test-etcd"), pods
-    assert pods[1].endswith("-test-rpc"), pods
+    assert len(set(pods)) == 3, pods
+    assert pods[0].endswith("-test-data-get"), pods
+    assert pods[1].endswith("-test-etcd"), pods
+    assert pods[2].endswith("-test-rpc"), pods
 
 
 def test_short_release_names_keep_the_names_they_always_had() -> None:
