@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from localcluster import Cluster  # noqa: E402
 from localcluster.cluster import COMPONENTS  # noqa: E402
+from localcluster.components import KWOK_LEASE_SECONDS  # noqa: E402
 from localcluster.kubeapi import ApiError  # noqa: E402
 
 BIN = REPO / ".cache" / "bin"
@@ -178,10 +179,49 @@ def bench_cluster(nodes: int, *, keep: bool = False) -> Iterator[Cluster]:
             cluster.down()
 
 
-def set_nodes(cluster: Cluster, count: int) -> float:
-    """Adds or removes fake nodes until there are `count`; returns the seconds it took. After a
-    change it waits a while: new nodes' first updates (controllers' patches, kwok's leases)
-    would otherwise be measured as part of the next run."""
+# Taints the node lifecycle controller keeps on a node it does not yet consider Ready: a
+# DaemonSet does not tolerate not-ready/unreachable NoSchedule, so such a node gets no pod and is
+# not counted in the DaemonSet's desiredNumberScheduled.
+UNREADY_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+
+
+def node_schedulable(node: dict) -> bool:
+    """Ready, and without the taints the lifecycle controller removes once it has seen it so."""
+    conditions = node.get("status", {}).get("conditions") or []
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+    taints = {t["key"] for t in node.get("spec", {}).get("taints") or []}
+    return ready and not taints & set(UNREADY_TAINTS)
+
+
+def fake_nodes_settled(cluster: Cluster, count: int, *, hold: float,
+                       timeout: float) -> tuple[float, int]:
+    """Waits until all `count` fake nodes are schedulable (Ready, untainted) and stay so for
+    `hold` seconds (a dip restarts the hold). Returns (seconds until they first all were, how
+    many times one dipped during holds)."""
+    start, settled_at, dips = time.monotonic(), None, 0
+    first = None
+    while time.monotonic() - start < timeout:
+        items = [n for n in cluster.api.get("/api/v1/nodes", timeout=60)["items"]
+                 if n["metadata"]["name"].startswith("kwok-node-")]
+        ok = len(items) == count and all(node_schedulable(n) for n in items)
+        now = time.monotonic()
+        if ok:
+            first = first if first is not None else now - start
+            settled_at = settled_at if settled_at is not None else now
+            if now - settled_at >= hold:
+                return first, dips
+        elif settled_at is not None:
+            dips, settled_at = dips + 1, None
+        time.sleep(1)
+    raise TimeoutError(f"{count} fake nodes not Ready and untainted for {hold:.0f}s in a row "
+                       f"within {timeout:.0f}s ({dips} dips)")
+
+
+def set_nodes(cluster: Cluster, count: int) -> dict[str, float]:
+    """Adds or removes fake nodes until there are `count`, then waits until every node is Ready
+    and untainted and stays so for a hold (one lease renewal interval and a margin): only then
+    does the clock of a run start. Returns how long the change took, how long until all nodes
+    were schedulable, and how often one dipped during the hold."""
     start = time.monotonic()
     names = cluster.node_names()
     if len(names) > count:
@@ -190,10 +230,23 @@ def set_nodes(cluster: Cluster, count: int) -> float:
     elif len(names) < count:
         log(f"adding {count - len(names)} nodes")
         cluster.add_nodes(count - len(names), timeout=60 + count * 0.5)
-    took = time.monotonic() - start
-    if len(names) != count:
-        time.sleep(10 + abs(count - len(names)) / 50)
-    return took
+    added = time.monotonic() - start
+    hold = KWOK_LEASE_SECONDS / 4 + 10 if len(names) != count else 5
+    schedulable, dips = fake_nodes_settled(cluster, count, hold=hold,
+                                           timeout=300 + count * 0.5)
+    log(f"{count} nodes Ready and untainted after {schedulable:.1f}s, held {hold:.0f}s "
+        f"({dips} dips)")
+    return {"nodes_created_s": round(added, 1), "nodes_schedulable_s": round(schedulable, 1),
+            "hold_s": hold, "dips": dips}
+
+
+def control_plane_settings() -> dict[str, Any]:
+    """The settings every scale figure depends on (localcluster/components.py)."""
+    from localcluster import components as c
+    return {"controller_manager_qps_burst": [c.CONTROLLER_MANAGER_QPS, c.CONTROLLER_MANAGER_BURST],
+            "scheduler_qps_burst": [c.SCHEDULER_QPS, c.SCHEDULER_BURST],
+            "kwok_lease_s": c.KWOK_LEASE_SECONDS, "kwok_lease_workers": c.KWOK_LEASE_WORKERS,
+            "node_monitor_grace": c.NODE_MONITOR_GRACE}
 
 
 class KeepAliveApi:

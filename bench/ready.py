@@ -2,10 +2,18 @@
 
     python bench/ready.py [--nodes 3 100] [--runs 3]
 
-Each round, interleaved: vineyard_helm.install(wait=True) of the chart into a fresh namespace,
-then the floor: the same pods (the DaemonSet's and the StatefulSet's pod templates, one
-vineyardd pod pinned to each node the way the DaemonSet controller pins them, one etcd pod)
-created directly through the API, 8 requests at a time. Watches on pods, DaemonSets and
+Each round, interleaved, each into a fresh namespace:
+- install: vineyard_helm.install(wait=True) of the chart;
+- floor (the fair one): a bare DaemonSet (one pause container, no init containers, no probes)
+  and a bare one-replica StatefulSet with a claim (as the chart's etcd has by default), created
+  directly. Their pods come from the same DaemonSet
+  and StatefulSet controllers as the chart's, held to the same client rate limits, so the ratio
+  is what the chart adds;
+- direct pods (a lower reference): the chart's own pod templates created directly through the
+  API, one vineyardd pod pinned to each node the way the DaemonSet controller pins them and one
+  etcd pod, 8 requests at a time. No controller is involved, so no DaemonSet can reach it.
+Every size starts only when all its nodes are Ready and untainted and have stayed so for a
+lease renewal interval (common.set_nodes). Watches on pods, DaemonSets and
 StatefulSets give the breakdown: workload objects created (helm's API calls done), DaemonSet
 pods created, bound, etcd Ready, all Ready, install returned. Each run also records the CPU
 time each cluster component spent, the apiserver requests it took, and the seconds controller
@@ -32,6 +40,7 @@ from common import (
     apiserver_requests,
     bench_cluster,
     client_throttling,
+    control_plane_settings,
     cpu_seconds,
     create_namespace,
     diff_counts,
@@ -126,8 +135,13 @@ def state_now(cluster: Cluster, namespace: str) -> dict[str, Any]:
 def pod_templates(namespace: str) -> tuple[dict, dict, dict]:
     """(vineyardd pod template, etcd pod template, ServiceAccount) from the rendered chart."""
     objs = {o["kind"]: o for o in rendered(VALUES, release=RELEASE, namespace=namespace)}
-    return (objs["DaemonSet"]["spec"]["template"], objs["StatefulSet"]["spec"]["template"],
-            objs["ServiceAccount"])
+    sts = objs["StatefulSet"]["spec"]
+    etcd = copy.deepcopy(sts["template"])
+    # The StatefulSet controller would add a claim per volumeClaimTemplate; kwok mounts nothing,
+    # so an emptyDir of the same name stands in.
+    etcd["spec"].setdefault("volumes", []).extend(
+        {"name": t["metadata"]["name"], "emptyDir": {}} for t in sts.get("volumeClaimTemplates", []))
+    return objs["DaemonSet"]["spec"]["template"], etcd, objs["ServiceAccount"]
 
 
 def bare_pod(template: dict, name: str, namespace: str, node: str | None) -> dict:
@@ -145,9 +159,65 @@ def bare_pod(template: dict, name: str, namespace: str, node: str | None) -> dic
     return pod
 
 
+PAUSE = "registry.k8s.io/pause:3.10"  # never pulled: kwok's nodes run no containers
+
+
+def bare_workloads(namespace: str) -> list[tuple[str, dict]]:
+    """(collection path, object): the smallest DaemonSet and StatefulSet that do the chart's
+    job shape, labelled like the chart's pods so the same watches time them."""
+    def labels(component: str) -> dict[str, str]:
+        return {"app.kubernetes.io/name": "bare", "app.kubernetes.io/component": component}
+
+    def template(component: str) -> dict:
+        return {"metadata": {"labels": labels(component)},
+                "spec": {"containers": [{"name": component, "image": PAUSE}],
+                         "automountServiceAccountToken": False}}
+
+    ds = {"apiVersion": "apps/v1", "kind": "DaemonSet",
+          "metadata": {"name": "bare-vineyardd", "namespace": namespace},
+          "spec": {"selector": {"matchLabels": labels("vineyardd")},
+                   "template": template("vineyardd")}}
+    sts = {"apiVersion": "apps/v1", "kind": "StatefulSet",
+           "metadata": {"name": "bare-etcd", "namespace": namespace},
+           "spec": {"replicas": 1, "serviceName": "bare-etcd",
+                    "selector": {"matchLabels": labels("etcd")}, "template": template("etcd"),
+                    # Like the chart's etcd by default: its data on a claim from the default
+                    # StorageClass (provisioned when the pod is scheduled).
+                    "volumeClaimTemplates": [{
+                        "metadata": {"name": "data"},
+                        "spec": {"accessModes": ["ReadWriteOnce"],
+                                 "resources": {"requests": {"storage": "1Gi"}}}}]}}
+    sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "data", "mountPath": "/data"}]
+    return [(f"/apis/apps/v1/namespaces/{namespace}/daemonsets", ds),
+            (f"/apis/apps/v1/namespaces/{namespace}/statefulsets", sts)]
+
+
 def floor_run(cluster: Cluster, nodes: int, namespace: str, *,
               timeout: float = 900) -> dict[str, Any]:
-    """The same pods created directly through the API: the floor for any deployment tool."""
+    """The fair floor: a bare DaemonSet and StatefulSet through the same controllers."""
+    create_namespace(cluster, namespace)
+    client = KeepAliveApi(cluster)
+    with PodTracker(cluster, namespace) as pods:
+        probe = Probe(cluster)
+        pods.reset_clock()
+        for path, body in bare_workloads(namespace):
+            client.create(path, body)
+        created = time.monotonic() - pods.t0
+        if not pods.wait(lambda p: p.all_ready(_expected_pods(nodes)), timeout):
+            raise TimeoutError(f"bare DaemonSet's pods not all Ready in {namespace}")
+        return {"api_calls_done": created,
+                "ds_pods_created": pods.milestone("added", "vineyardd"),
+                "ds_pods_bound": pods.milestone("bound", "vineyardd"),
+                "etcd_ready": pods.milestone("ready", "etcd"),
+                "all_ready": pods.milestone("ready"),
+                "profile": {**probe.stop(), "watch_restarts": pods.watch_restarts}}
+
+
+def direct_run(cluster: Cluster, nodes: int, namespace: str, *,
+               timeout: float = 900) -> dict[str, Any]:
+    """The chart's pods created directly through the API: a lower reference, below what any
+    DaemonSet can reach (no controller, no controller rate limit)."""
     ds_template, etcd_template, account = pod_templates(namespace)
     create_namespace(cluster, namespace)
     api = cluster.api
@@ -223,33 +293,42 @@ def failure_evidence(cluster: Cluster, namespace: str) -> dict[str, Any]:
             "daemonset_status": workloads[0].get("status")}
 
 
+KINDS = ("install", "floor", "direct")
+
+
 def measure(cluster: Cluster, nodes: int, runs: int, tag: str, *,
             timeout: float = 900) -> dict[str, Any]:
-    """`runs` interleaved rounds (install, floor) on `nodes` fake nodes. A run that does not
-    finish within `timeout` ends the size: its result is the failure and the evidence."""
+    """`runs` interleaved rounds (install, fair floor, direct pods) on `nodes` fake nodes. A run
+    that does not finish within `timeout` ends the size: its result is the failure and the
+    evidence."""
     setup = set_nodes(cluster, nodes)
-    installs, floors = [], []
+    results: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
+    fns = {"install": install_run, "floor": floor_run, "direct": direct_run}
     for i in range(runs):
-        for kind, fn, sink in (("install", install_run, installs), ("floor", floor_run, floors)):
+        for kind in KINDS:
+            sink = results[kind]
             namespace = f"bench-{tag}-{nodes}-{kind}-{i}"
             log(f"{nodes} nodes: {kind} {i + 1}/{runs}")
             try:
-                sink.append(fn(cluster, nodes, namespace, timeout=timeout))
+                sink.append(fns[kind](cluster, nodes, namespace, timeout=timeout))
             except Exception as error:
                 log(f"  {kind} did not finish: {str(error).splitlines()[0][:200]}")
                 evidence = failure_evidence(cluster, namespace)
                 wipe_namespace(cluster, namespace, release=RELEASE if kind == "install" else None)
                 return {"nodes": nodes, "failed": f"{kind}: {str(error)[:500]}",
-                        "timeout_s": timeout, "evidence": evidence}
+                        "timeout_s": timeout, "evidence": evidence, "node_setup": setup}
             log(f"  all Ready {sink[-1]['all_ready']:.2f}s; cleaning up")
             wipe_namespace(cluster, namespace, release=RELEASE if kind == "install" else None)
-    mi, mf = medians(installs), medians(floors)
-    early = sum(1 for r in installs if r["install_returned"] < r["all_ready"])
-    return {"nodes": nodes, "node_setup_s": round(setup, 1), "install": installs,
+    mi, mf, md = (medians(results[k]) for k in KINDS)
+    early = sum(1 for r in results["install"] if r["install_returned"] < r["all_ready"])
+    return {"nodes": nodes, "node_setup": setup, "install": results["install"],
             "helm_returned_before_all_ready": early,
-            "floor": floors, "median_install": mi, "median_floor": mf,
+            "floor": results["floor"], "direct": results["direct"],
+            "median_install": mi, "median_floor": mf, "median_direct": md,
             "ratio_all_ready": mi["all_ready"] / mf["all_ready"],
-            "ratio_install_returned": mi["install_returned"] / mf["all_ready"]}
+            "ratio_all_ready_direct": mi["all_ready"] / md["all_ready"],
+            "ratio_install_returned": mi["install_returned"] / mf["all_ready"],
+            "control_plane": control_plane_settings()}
 
 
 def run_family(family: str, node_counts: list[int], runs: int, *,
@@ -265,9 +344,10 @@ def run_family(family: str, node_counts: list[int], runs: int, *,
                       f"{r['evidence']}", flush=True)
                 continue
             print(f"{nodes} nodes: install->all Ready {r['median_install']['all_ready']:.2f}s, "
-                  f"returned {r['median_install']['install_returned']:.2f}s; floor "
-                  f"{r['median_floor']['all_ready']:.2f}s; ratio {r['ratio_all_ready']:.2f}",
-                  flush=True)
+                  f"returned {r['median_install']['install_returned']:.2f}s; bare DaemonSet "
+                  f"{r['median_floor']['all_ready']:.2f}s (ratio {r['ratio_all_ready']:.2f}); "
+                  f"direct pods {r['median_direct']['all_ready']:.2f}s (ratio "
+                  f"{r['ratio_all_ready_direct']:.2f})", flush=True)
     data = {"sizes": results}
     record(family, data, started_load=started)
     return data

@@ -20,6 +20,25 @@ STORAGE_CLASS = "local-path"
 # claims, classes, events), so it can do nothing else.
 PROVISIONER_USER = "localcluster:local-path-provisioner"
 
+# Control-plane client limits, as large clusters set them: Kubernetes' own 5,000-node validation
+# runs controller-manager with --kube-api-qps=100 --kube-api-burst=100 and the scheduler with
+# --kube-api-qps=100 (kubernetes/sig-release, releases/release-1.9/scalability_validation_report.md,
+# "Any non-default config used"; the same flags as test-infra's gce-scale jobs). The defaults are
+# 20/30 (controller-manager) and 50/100 (scheduler): at 1,000 nodes the DaemonSet controller spent
+# most of a rollout waiting in its own rate limiter (bench/results.md, "Scale").
+CONTROLLER_MANAGER_QPS, CONTROLLER_MANAGER_BURST = 100, 100
+SCHEDULER_QPS, SCHEDULER_BURST = 100, 100
+
+# Fake nodes' heartbeats. kwok renews each node's lease every duration/4 with 4 workers: at the
+# kubelet's 40 s that is 100 lease updates/s for 1,000 nodes, which this 2-core machine cannot keep
+# up beside an install, and nodes went NotReady. 120 s (a renewal every 30 s, 33/s at 1,000
+# nodes) with 16 workers, and a node-monitor grace period of 100 s (kubelet default 50 s; the real
+# node's kubelet still renews every 10 s, so its margin is 10 renewals instead of 5) keep 1,000
+# fake nodes Ready. The price: a node that dies is marked NotReady after 100 s instead of 50 s.
+KWOK_LEASE_SECONDS = 120
+KWOK_LEASE_WORKERS = 16
+NODE_MONITOR_GRACE = "100s"
+
 
 @dataclass(frozen=True)
 class Ports:
@@ -94,7 +113,10 @@ def controller_manager(bin_dir: Path, state: Path, ports: Ports) -> list[str]:
             f"--root-ca-file={pki / 'ca.crt'}",
             f"--cluster-signing-cert-file={pki / 'ca.crt'}",
             f"--cluster-signing-key-file={pki / 'ca.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}", "--profiling=false"]
+            f"--service-cluster-ip-range={SERVICE_CIDR}", "--profiling=false",
+            f"--kube-api-qps={CONTROLLER_MANAGER_QPS}",
+            f"--kube-api-burst={CONTROLLER_MANAGER_BURST}",
+            f"--node-monitor-grace-period={NODE_MONITOR_GRACE}"]
 
 
 def scheduler(bin_dir: Path, state: Path, ports: Ports) -> list[str]:
@@ -104,17 +126,31 @@ def scheduler(bin_dir: Path, state: Path, ports: Ports) -> list[str]:
             f"--authentication-kubeconfig={kubeconfig}",
             f"--authorization-kubeconfig={kubeconfig}",
             "--bind-address=127.0.0.1", f"--secure-port={ports.scheduler}",
-            "--leader-elect=false", "--profiling=false"]
+            "--leader-elect=false", "--profiling=false",
+            # Deprecated flags, but this scheduler has no --config file for them to yield to.
+            f"--kube-api-qps={SCHEDULER_QPS}", f"--kube-api-burst={SCHEDULER_BURST}"]
+
+
+def kwok_options() -> str:
+    """kwok's own options (a KwokConfiguration, read beside the stages). A configuration file
+    is not defaulted field by field: the other workers' counts are kwok's defaults, written out."""
+    return ("apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions:\n"
+            f"  nodeLeaseParallelism: {KWOK_LEASE_WORKERS}\n"
+            "  nodePlayStageParallelism: 4\n  podPlayStageParallelism: 4\n"
+            "  podsOnNodeSyncParallelism: 1\n")
 
 
 def kwok(bin_dir: Path, state: Path, ports: Ports) -> list[str]:
+    """kwok's command line; writes its options file into the state dir on the way."""
     key, value = KWOK_NODE_ANNOTATION
+    (state / "kwok-options.yaml").write_text(kwok_options())
     return [str(bin_dir / "kwok"),
             f"--kubeconfig={state / 'kubeconfigs' / 'kwok.kubeconfig'}",
             f"--config={bin_dir / 'kwok-stages.yaml'}",
+            f"--config={state / 'kwok-options.yaml'}",
             "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={key}={value}",
-            "--node-lease-duration-seconds=40",
+            f"--node-lease-duration-seconds={KWOK_LEASE_SECONDS}",
             "--cidr=10.244.0.1/16", "--node-ip=10.244.0.1",
             f"--server-address=127.0.0.1:{ports.kwok}"]
 
