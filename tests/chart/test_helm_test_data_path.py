@@ -382,6 +382,8 @@ def test_every_scenarios_test_objects_are_valid_kubernetes(scenario: str) -> Non
         ({"size": "0"}, "/tests/dataPath/size"),
         ({"size": "1.5Mi"}, "/tests/dataPath/size"),
         ({"size": "100m"}, "/tests/dataPath/size"),
+        ({"size": "1234567Gi"}, "/tests/dataPath/size"),
+        ({"size": 2**41}, "/tests/dataPath/size"),
         ({"timeoutSeconds": 5}, "/tests/dataPath/timeoutSeconds"),
         ({"image": "busybox"}, "/tests/dataPath"),
     ],
