@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+import uuid
 
 import pytest
 
@@ -86,7 +87,7 @@ def assert_nothing_left(cluster: Cluster, ns: str, sock: dict) -> None:
     jobs = cluster.api.get(f"/apis/batch/v1/namespaces/{ns}/jobs")["items"]
     assert [j["metadata"]["name"] for j in jobs] == []
     phase, out = run_pod(cluster, ns, worker_pod(
-        f"left-{int(time.time() * 1000) % 100000}", LEFT.format(names=names(ns)),
+        f"left-{uuid.uuid4().hex[:6]}", LEFT.format(names=names(ns)),
         groups=[SOCKET_GID], **sock))
     assert phase == "Succeeded", out
     # No name, no probe object, and no memory in use: the release's vineyardd held nothing else.
