@@ -139,8 +139,9 @@ def pod_templates(namespace: str) -> tuple[dict, dict, dict]:
     etcd = copy.deepcopy(sts["template"])
     # The StatefulSet controller would add a claim per volumeClaimTemplate; kwok mounts nothing,
     # so an emptyDir of the same name stands in.
+    claims = sts.get("volumeClaimTemplates", [])
     etcd["spec"].setdefault("volumes", []).extend(
-        {"name": t["metadata"]["name"], "emptyDir": {}} for t in sts.get("volumeClaimTemplates", []))
+        {"name": t["metadata"]["name"], "emptyDir": {}} for t in claims)
     return objs["DaemonSet"]["spec"]["template"], etcd, objs["ServiceAccount"]
 
 

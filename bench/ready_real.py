@@ -43,8 +43,8 @@ POD_MARKS = ("added", "scheduled", "sandbox", "initialized", "started", "ready")
 
 
 class PodTimeline:
-    """Watches the pods of one namespace (kubectl get -w: one JSON event per line) and records, per pod
-    component, the first arrival of each milestone, in seconds after t0."""
+    """Watches the pods of one namespace (kubectl get -w: one JSON event per line) and records,
+    per pod component, the first arrival of each milestone, in seconds after t0."""
 
     def __init__(self, kubeconfig: Path, namespace: str):
         self.t0 = time.monotonic()
@@ -249,7 +249,8 @@ def main() -> None:
         runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
         for i in range(args.runs):
             for kind in kinds:
-                runs[kind].append(one_run(cluster, kind, f"ready-real-{kind}-{i}", node,
+                slug = "".join(ch if ch.isalnum() else "-" for ch in kind)
+                runs[kind].append(one_run(cluster, kind, f"ready-real-{slug}-{i}", node,
                                           args.timeout))
                 log(f"round {i + 1}/{args.runs} {kind}: returned {runs[kind][-1]['returned']}s "
                     f"{phases(runs[kind][-1])}")

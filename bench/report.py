@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -143,21 +144,48 @@ MILESTONE_NAMES = [("api_calls_done", "workload objects created"),
 
 def ready_md(r: dict[str, Any], title: str) -> list[str]:
     rows = [title, "", header(r), "",
-            "Seconds from the call (median of the runs; the floor creates the same pods "
-            "directly through the API, 8 requests at a time).", "",
+            "Seconds from the call (median of the runs). **Fair floor**: a bare DaemonSet (a "
+            "pause container, no init containers, no probes) and a bare one-replica "
+            "StatefulSet with a claim, through the same controllers in the same run. **Direct "
+            "pods**, a lower reference no DaemonSet can reach: the chart's own pods created "
+            "straight through the API, 8 requests at a time, no controller, no claim. Every "
+            "size starts once all its nodes are Ready and untainted and stayed so for a lease "
+            "renewal (node set-up on its own line below).", "",
             "| nodes | runs | " + " | ".join(n for _, n in MILESTONE_NAMES) +
-            " | floor: all Ready | ratio all Ready / floor | runs where helm returned before "
-            "all Ready |",
-            "|---|---|" + "---|" * (len(MILESTONE_NAMES) + 3)]
+            " | fair floor: all Ready | ratio / fair floor | direct pods: all Ready | ratio / "
+            "direct | runs where helm returned before all Ready |",
+            "|---|---|" + "---|" * (len(MILESTONE_NAMES) + 5)]
     failed = [s for s in r["sizes"] if "failed" in s]
     for s in r["sizes"]:
         if "failed" in s:
             continue
         mi, mf = s["median_install"], s["median_floor"]
+        md_ = s.get("median_direct")
+        direct = (f"{md_['all_ready']:.2f} | {s['ratio_all_ready_direct']:.1f}" if md_
+                  else "- | -")
         rows.append(f"| {s['nodes']} | {len(s['install'])} | " + " | ".join(
             f"{mi[k]:.2f}" if k in mi else "-" for k, _ in MILESTONE_NAMES) +
-            f" | {mf['all_ready']:.2f} | {s['ratio_all_ready']:.1f} | "
+            f" | {mf['all_ready']:.2f} | {s['ratio_all_ready']:.2f} | {direct} | "
             f"{s.get('helm_returned_before_all_ready', '-')} |")
+    rows.append("")
+    for s in r["sizes"]:
+        setup, cp = s.get("node_setup"), s.get("control_plane")
+        if isinstance(setup, dict):
+            rows.append(f"- {s['nodes']} nodes set up before the clock: created in "
+                        f"{setup['nodes_created_s']:.1f}s, all Ready and untainted after "
+                        f"{setup['nodes_schedulable_s']:.1f}s, then held {setup['hold_s']:.0f}s "
+                        f"({setup['dips']} dips).")
+        if cp:
+            rows.append(f"- {s['nodes']} nodes, control plane: controller-manager QPS/burst "
+                        f"{cp['controller_manager_qps_burst'][0]}/"
+                        f"{cp['controller_manager_qps_burst'][1]}, scheduler "
+                        f"{cp['scheduler_qps_burst'][0]}/{cp['scheduler_qps_burst'][1]}, kwok "
+                        f"leases {cp['kwok_lease_s']} s ({cp['kwok_lease_workers']} workers), "
+                        f"node-monitor grace {cp['node_monitor_grace']} "
+                        "(localcluster/components.py says why).")
+        elif "failed" not in s:
+            rows.append(f"- {s['nodes']} nodes: controller-manager at its default client "
+                        "limits (QPS 20, burst 30); nodes not waited for.")
     rows.append("")
     for s in failed:
         e = s["evidence"]
@@ -186,8 +214,11 @@ def scale_md(r: dict[str, Any]) -> list[str]:
     rows += [f"Largest node count tried: **{r['largest_nodes']}**; largest that finished: "
              f"**{r.get('largest_nodes_finished')}**.", ""]
     for e in r["where_time_goes"]:
+        direct = (f", direct pods {e['direct_all_ready_s']:.1f}s"
+                  if e.get("direct_all_ready_s") else "")
         rows += [f"Where the time goes at {e['nodes']} nodes (slowest install run, all Ready "
-                 f"at {e['install_all_ready_s']:.1f}s; floor {e['floor_all_ready_s']:.1f}s):",
+                 f"at {e['install_all_ready_s']:.1f}s; fair floor {e['floor_all_ready_s']:.1f}s"
+                 f"{direct}):",
                  "", "| phase | seconds |", "|---|---|"]
         rows += [f"| {k} | {e['phases_s'][k]:.2f} |" for k in PHASES if k in e["phases_s"]]
         rate = e["controller_pods_per_s"]
@@ -204,14 +235,51 @@ def scale_md(r: dict[str, Any]) -> list[str]:
     return rows
 
 
+REAL_PHASES = ("API and controller: pod created", "scheduling", "sandbox (network, volumes)",
+               "init containers (waiting for etcd)", "vineyardd container started",
+               "probes: vineyardd Ready", "helm's wait returns")
+
+
+def ready_real_md(r: dict[str, Any]) -> list[str]:
+    kinds = list(r["median_returned_s"])
+    rows = ["## 2b. Time to Ready on the real node", "", header(r), "",
+            "`helm install --wait` of the chart's defaults on the real node (kubelet, "
+            "containerd, the chart's real images, warm), against the floor: the chart's own etcd "
+            "and vineyardd containers as bare pods (with etcd's claim), no init containers "
+            "(vineyardd waits for etcd inline, every 0.1 s), every probe at the kubelet's "
+            "smallest period, 1 s. Seconds along vineyardd's pod, medians of interleaved runs "
+            "(pod watch; a phase is the time from the previous milestone).", "",
+            "| phase | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
+    for phase in REAL_PHASES:
+        rows.append(f"| {phase} | " + " | ".join(
+            f"{r['median_phases_s'][k].get(phase, 0):.2f}" for k in kinds) + " |")
+    rows.append("| (etcd Ready at) | " + " | ".join(
+        f"{r['median_phases_s'][k]['(etcd Ready at)']:.2f}" for k in kinds) + " |")
+    rows.append("| **Ready (helm returned, or all Ready for the floor)** | " + " | ".join(
+        f"**{r['median_returned_s'][k]:.2f}**" for k in kinds) + " |")
+    helm_ret = {k: [x["helm_returned"] for x in v if x.get("helm_returned") is not None]
+                for k, v in r["runs"].items()}
+    rows.append("| helm itself returned | " + " | ".join(
+        f"{statistics.median(helm_ret[k]):.2f}" if helm_ret.get(k) else "-" for k in kinds)
+        + " |")
+    rows += ["", f"Ratio to the floor: Helm 4 **{r['ratio_helm4_to_floor']:.2f}**"
+             + (f", Helm 3 {r['ratio_helm3_to_floor']:.2f}" if "ratio_helm3_to_floor" in r
+                else "") + f". Cold first install (images pulled from the node's mirror): "
+             f"{r['cold']['returned']:.2f} s.", ""]
+    return rows
+
+
 def rollout_md(r: dict[str, Any]) -> list[str]:
     rows = ["## 3. Rollout cost", "", header(r), "",
             "`helm upgrade` changing `vineyard.size`; seconds until every vineyardd pod runs the "
             "new spec and is Ready; the most nodes without a Ready vineyardd at any moment "
             "(pod watch). OnDelete: the upgrade itself changes no pod; the time is a by-hand "
-            "replacement in batches of 10% of the nodes.", "",
-            "| nodes (run at, load) | strategy | runs | seconds (median) | pods/s | worst nodes "
-            "without vineyardd | allowed | notes |", "|---|---|---|---|---|---|---|---|"]
+            "replacement in batches of 10% of the nodes. Fair floor: a bare DaemonSet (pause "
+            "container, no probes) rolled under the same strategy by a PATCH of its template, "
+            "interleaved in the same run (none for OnDelete).", "",
+            "| nodes (run at, load) | strategy | runs | seconds (median) | fair floor (s) | "
+            "ratio | pods/s | worst nodes without vineyardd | allowed | notes |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for s in r["sizes"]:
         for strategy, m in s["summary"].items():
             n = s["nodes"]
@@ -228,7 +296,10 @@ def rollout_md(r: dict[str, Any]) -> list[str]:
             t = f"{m['median_s']:.1f}" if m["median_s"] else "capped"
             when = (f" ({s['date'][11:16]}, {s['load']['start'][0]:.1f})" if "date" in s
                     else "")
+            floor = m.get("floor_median_s")
+            ratio = (f"{m['median_s'] / floor:.2f}" if floor and m["median_s"] else "-")
             rows.append(f"| {n}{when} | {strategy} | {m['runs']} | {t} | "
+                        f"{f'{floor:.1f}' if floor else '-'} | {ratio} | "
                         f"{m['median_pods_per_s']:.2f} | {m['worst_unavailable']} | {allowed} | "
                         f"{note} |")
     rows.append("")
@@ -428,7 +499,9 @@ def plots(results: dict[str, Any]) -> list[str]:
         for key, label in MILESTONE_NAMES:
             ax.plot(x, [s["median_install"].get(key) for s in sizes], marker="o", label=label)
         ax.plot(x, [s["median_floor"]["all_ready"] for s in sizes], marker="s", ls="--",
-                color="black", label="floor: bare pods all Ready")
+                color="black", label="fair floor: bare DaemonSet all Ready")
+        ax.plot(x, [s.get("median_direct", {}).get("all_ready") for s in sizes], marker="^",
+                ls=":", color="grey", label="direct pods (lower reference)")
         ax.set_xscale("log")
         ax.set_xlabel("fake nodes")
         ax.set_ylabel("seconds from the install call")
@@ -519,6 +592,8 @@ def markdown(results: dict[str, Any], plot_names: list[str]) -> str:
                               "package)")
     if "ready" in results:
         md += ready_md(results["ready"], "## 2. Time to ready")
+    if "ready_real" in results:
+        md += ready_real_md(results["ready_real"])
     if "rollout" in results:
         md += rollout_md(results["rollout"])
     if "cost" in results:

@@ -16,6 +16,12 @@ OnDelete: the upgrade changes no pod (updatedNumberScheduled stays 0, recorded a
 then the pods are replaced by hand, 10% of the nodes per batch: delete the batch, wait until
 the DaemonSet has put Ready new pods there, next batch.
 A rollout still going at --cap seconds is stopped and its progress rate recorded.
+
+The fair floor, in the same run and interleaved: a bare DaemonSet (bench/ready.py's: a pause
+container, no init containers, no probes) in its own namespace, rolled under the same strategy
+by a PATCH of its pod template (an annotation), timed the same way. It goes through the same
+DaemonSet controller and its client limits, so the ratio is what the chart's pods and helm add.
+OnDelete has no floor (its time is our by-hand batches).
 """
 from __future__ import annotations
 
@@ -32,12 +38,15 @@ from common import (
     RELEASE,
     PodTracker,
     bench_cluster,
+    control_plane_settings,
+    create_namespace,
     load,
     log,
     record,
     set_nodes,
     wipe_namespace,
 )
+from ready import bare_workloads
 
 from localcluster import Cluster
 
@@ -76,6 +85,31 @@ class Release:
         return (st.get("observedGeneration") == ds["metadata"]["generation"]
                 and st.get("updatedNumberScheduled") == want == st.get("numberReady")
                 and not st.get("numberUnavailable"))
+
+
+class BareDaemonSet(Release):
+    """The fair floor: a bare DaemonSet, changed by PATCH instead of helm."""
+
+    def __init__(self, cluster: Cluster, namespace: str):
+        super().__init__(cluster, namespace)
+        create_namespace(cluster, namespace)
+        path, ds = bare_workloads(namespace)[0]
+        cluster.api.create(path, ds)
+        self.ds_path = f"{path}/{ds['metadata']['name']}"
+        self.round = 0
+
+    def patch(self, body: dict[str, Any]) -> None:
+        self.cluster.api.request("PATCH", self.ds_path, body,
+                                 content_type="application/merge-patch+json")
+
+    def apply(self, vals: dict[str, Any], *, install: bool = False, wait: bool) -> None:
+        """The strategy from the chart's values; a pod change when the size changes (the
+        chart's upgrade changes vineyardd's --size, this changes an annotation)."""
+        self.round += 1
+        self.patch({"spec": {"updateStrategy": vals["updateStrategy"], "template": {
+            "metadata": {"annotations": {"bench/size": vals["vineyard"]["size"]}}}}})
+        if wait:
+            wait_ds(self, self.rolled_out, 600)
 
 
 def wait_ds(rel: Release, until, timeout: float, poll: float = 0.5) -> tuple[bool, int]:
@@ -158,36 +192,49 @@ def on_delete(rel: Release, size: str, nodes: int, cap: float,
 
 def measure(cluster: Cluster, nodes: int, strategies: list[str], runs: int,
             cap: float) -> dict[str, Any]:
-    set_nodes(cluster, nodes)
+    setup = set_nodes(cluster, nodes)
     rel = Release(cluster, f"bench-rollout-{nodes}")
-    log(f"{nodes} nodes: install")
+    log(f"{nodes} nodes: install, and the bare DaemonSet")
     rel.apply(values(strategies[0], SIZES[0]), install=True, wait=True)
-    size_index, results = 0, {s: [] for s in strategies}
+    bare = BareDaemonSet(cluster, f"bench-rollout-bare-{nodes}")
+    bare.apply(values(strategies[0], SIZES[0]), wait=True)
+    size_index = 0
+    results: dict[str, list[dict[str, Any]]] = {s: [] for s in strategies}
+    floors: dict[str, list[dict[str, Any]]] = {s: [] for s in strategies if s != "OnDelete"}
     try:
         for i in range(runs):
             for strategy in strategies:
-                # Switch strategy first: it is not part of the pod template, so no pod moves.
-                rel.apply(values(strategy, SIZES[size_index]), wait=True)
+                for target, sink in ((rel, results), (bare, floors)):
+                    if strategy not in sink:
+                        continue
+                    # Switch strategy first: not part of the pod template, so no pod moves.
+                    target.apply(values(strategy, SIZES[size_index]), wait=True)
+                    what = "bare DaemonSet" if target is bare else "chart"
+                    log(f"{nodes} nodes: {strategy} round {i + 1}/{runs} ({what})")
+                    fn = on_delete if strategy == "OnDelete" else (
+                        lambda r, sz, n, c, s=strategy: rolling(r, s, sz, n, c))
+                    res = fn(target, SIZES[1 - size_index], nodes, cap)
+                    sink[strategy].append(res)
+                    t = res["all_updated_ready"]
+                    log(f"  {f'{t:.1f}s' if t else 'capped'}; worst unavailable "
+                        f"{res['worst_unavailable']}")
                 size_index = 1 - size_index
-                log(f"{nodes} nodes: {strategy} round {i + 1}/{runs}")
-                fn = on_delete if strategy == "OnDelete" else (
-                    lambda r, sz, n, c, s=strategy: rolling(r, s, sz, n, c))
-                res = fn(rel, SIZES[size_index], nodes, cap)
-                results[strategy].append(res)
-                t = res["all_updated_ready"]
-                log(f"  {f'{t:.1f}s' if t else 'capped'}; worst unavailable "
-                    f"{res['worst_unavailable']}")
     finally:
         wipe_namespace(cluster, rel.namespace, release=RELEASE)
+        wipe_namespace(cluster, bare.namespace)
     summary = {}
     for strategy, rs in results.items():
         times = [r["all_updated_ready"] for r in rs if r["all_updated_ready"] is not None]
+        floor = [r["all_updated_ready"] for r in floors.get(strategy, [])
+                 if r["all_updated_ready"] is not None]
         summary[strategy] = {
             "median_s": statistics.median(times) if times else None,
+            "floor_median_s": statistics.median(floor) if floor else None,
             "median_pods_per_s": statistics.median(r["pods_per_s"] for r in rs),
             "worst_unavailable": max(r["worst_unavailable"] for r in rs),
             "finished": all(r["finished"] for r in rs), "runs": len(rs)}
-    return {"nodes": nodes, "runs": results, "summary": summary}
+    return {"nodes": nodes, "runs": results, "floor_runs": floors, "summary": summary,
+            "node_setup": setup, "control_plane": control_plane_settings()}
 
 
 def main() -> None:

@@ -3,8 +3,10 @@
     python bench/scale.py [--nodes 200] [--runs 1] [--timeout 600]
     (the committed figures: --nodes 300 1000 --timeout 300)
 
-The same interleaved pair as bench/ready.py (vineyard_helm.install(wait=True), then the same pods
-created directly through the API), at bigger sizes. Each install is cut into phases from the
+The same interleaved runs as bench/ready.py (vineyard_helm.install(wait=True); the fair floor, a
+bare DaemonSet and StatefulSet through the same controllers; the chart's pods created directly
+through the API as a lower reference), at bigger sizes, each started once all nodes are Ready
+and untainted. Each install is cut into phases from the
 watches (helm until its workload objects exist; controller creating the DaemonSet's pods;
 scheduler binding them; kwok marking them Ready; helm noticing), and each phase is set against
 what the components did meanwhile: their CPU seconds, the apiserver requests, and the seconds
@@ -47,6 +49,7 @@ def explain(size: dict[str, Any]) -> dict[str, Any]:
             "client_cpu_s": prof.get("client_cpu_s"),
             "controller_pods_per_s": pods / created if created > 0 else None,
             "floor_all_ready_s": size["median_floor"]["all_ready"],
+            "direct_all_ready_s": size["median_direct"]["all_ready"],
             "install_all_ready_s": run["all_ready"], "at_return": run.get("at_return")}
 
 
