@@ -181,8 +181,9 @@ it runs as vineyardd's user.
 Holds vineyardd back until etcd answers its health endpoint, so vineyardd never reaches the
 point where it would look for an etcd of its own. Tries every 0.2 s, each cut at 2 s (a ClusterIP
 kube-proxy has not programmed yet drops the connection instead of refusing it), and says so every
-10th try: on the real node this loop ended 0.5–1 s sooner than with 1 s pauses and 3 s cuts, and
-a long etcd outage logs about 40 bytes a second (bench/results.md, "Time to Ready on the real node").
+10th try, so a long etcd outage logs a line every few seconds. What it waits for is etcd's
+endpoint reaching kube-proxy: on the real node the loop ends about 1.5 s after etcd is Ready,
+with 1 s pauses as with 0.2 s (bench/results.md, "Time to Ready on the real node").
 */}}
 {{- define "vineyard.initContainer.waitForEtcd" -}}
 - name: wait-for-etcd
