@@ -415,6 +415,23 @@ async def _status(runner: Helm, *, release: str, namespace: str) -> ReleaseStatu
     return status_from_json(data, metadata=metadata)
 
 
+def _live_objects(data: dict[str, Any]) -> tuple[dict[Any, Any], dict[str, Any]]:
+    """The DaemonSets and StatefulSets helm returned, by name, and the pods, by name."""
+    from .helm_json import _objects
+
+    live = (data.get("info") or {}).get("resources") or {}
+    by_name = {
+        (obj.get("metadata") or {}).get("name"): obj
+        for kind in ("DaemonSet", "StatefulSet")
+        for obj in _objects(live, kind)
+    }
+    pods = {
+        (obj.get("metadata") or {}).get("name", ""): obj
+        for obj in _objects(live, "Pod(related)") + _objects(live, "Pod")
+    }
+    return by_name, pods
+
+
 async def _with_metrics(
     status: ReleaseStatus,
     data: dict[str, Any],
@@ -427,19 +444,9 @@ async def _with_metrics(
     and ports taken from the workloads helm returned."""
     import dataclasses
 
-    from .helm_json import _objects
     from .metrics import collect
 
-    live = (data.get("info") or {}).get("resources") or {}
-    by_name = {
-        (obj.get("metadata") or {}).get("name"): obj
-        for kind in ("DaemonSet", "StatefulSet")
-        for obj in _objects(live, kind)
-    }
-    pods = {
-        (obj.get("metadata") or {}).get("name", ""): obj
-        for obj in _objects(live, "Pod(related)") + _objects(live, "Pod")
-    }
+    by_name, pods = _live_objects(data)
     daemonsets = [d for d in (status.vineyardd, *status.pools) if d is not None]
     report = await collect(
         namespace=namespace,
@@ -452,6 +459,29 @@ async def _with_metrics(
     return dataclasses.replace(status, metrics=report)
 
 
+async def _node_gaps(
+    status: ReleaseStatus,
+    data: dict[str, Any],
+    *,
+    kubeconfig: str | os.PathLike[str] | None,
+    context: str | None,
+) -> dict[str, Any]:
+    """The ReleaseStatus fields on the nodes its vineyardd DaemonSets select that run none of
+    its vineyardd pods (vineyard_helm/nodes.py): nodes listed by each DaemonSet's nodeSelector,
+    minus those running a pod helm returned."""
+    from .nodes import collect
+
+    by_name, pods = _live_objects(data)
+    names = [d.name for d in (status.vineyardd, *status.pools) if d is not None]
+    selected, gaps, note = await collect(
+        daemonsets=[by_name[name] for name in names if name in by_name],
+        pods=pods.values(),
+        kubeconfig=os.fspath(kubeconfig) if kubeconfig is not None else None,
+        context=context,
+    )
+    return {"nodes_without_vineyardd": gaps, "nodes_selected": selected, "nodes_note": note}
+
+
 async def status_async(
     release: str = DEFAULT_RELEASE,
     *,
@@ -460,6 +490,7 @@ async def status_async(
     context: str | None = None,
     helm: str | os.PathLike[str] | None = None,
     metrics: bool = True,
+    nodes: bool = True,
 ) -> ReleaseStatus:
     """Release revision and status, vineyardd per node (desired/ready/updated), etcd members,
     Service endpoints and the socket location.
@@ -468,17 +499,37 @@ async def status_async(
     etcd member's database size against its quota and its alarms, read from the pods' /metrics
     pages through the API server (``ReleaseStatus.metrics``; needs the ``status`` extra: the
     kubernetes client). vineyardd's need ``metrics.enabled``; a pod that cannot be reached is
-    reported as such, never an error."""
+    reported as such, never an error.
+
+    With ``nodes`` (the default), also the nodes the vineyardd DaemonSets select (by their
+    nodeSelector) that run no vineyardd pod of the release, each with its Ready condition,
+    cordon and the taints the pods do not tolerate (``ReleaseStatus.nodes_without_vineyardd``;
+    the ``status`` extra too, and RBAC to list nodes). ``ready`` does not count them: like
+    helm's --wait it trusts the DaemonSets' desired number of pods, which leaves out a node
+    that is not Ready yet; such a node gets its pod once it is, and is listed here until then."""
+    import asyncio
+    import dataclasses
+
     from .helm_json import status_from_json
 
     runner = Helm(helm=helm, kubeconfig=kubeconfig, context=context)
     data, metadata = await _status_documents(runner, release=release, namespace=namespace)
     status = status_from_json(data, metadata=metadata)
-    if not metrics:
+
+    async def no_metrics() -> ReleaseStatus:
         return status
-    return await _with_metrics(
-        status, data, namespace=namespace, kubeconfig=kubeconfig, context=context
+
+    async def no_nodes() -> dict[str, Any]:
+        return {}
+
+    with_metrics, node_fields = await asyncio.gather(
+        _with_metrics(status, data, namespace=namespace, kubeconfig=kubeconfig, context=context)
+        if metrics
+        else no_metrics(),
+        _node_gaps(status, data, kubeconfig=kubeconfig, context=context) if nodes else no_nodes(),
     )
+    result: ReleaseStatus = dataclasses.replace(with_metrics, **node_fields)
+    return result
 
 
 async def validate_async(

@@ -288,14 +288,20 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser(
         "status",
         parents=[common, release, output(formats, "table")],
-        help="release, vineyardd per node (with its memory), etcd members (database against "
-        "quota, alarms), endpoints, socket",
+        help="release, vineyardd per node (with its memory), nodes without vineyardd, etcd "
+        "members (database against quota, alarms), endpoints, socket",
     )
     status.add_argument(
         "--no-metrics",
         dest="metrics",
         action="store_false",
         help="skip reading the pods' /metrics pages through the API server",
+    )
+    status.add_argument(
+        "--no-nodes",
+        dest="nodes",
+        action="store_false",
+        help="skip listing the nodes to find those without vineyardd",
     )
     render = commands.add_parser(
         "render",
@@ -451,7 +457,11 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     if args.command == "status":
         result_status = api.status(
-            args.release, namespace=args.namespace, metrics=args.metrics, **_cluster_options(args)
+            args.release,
+            namespace=args.namespace,
+            metrics=args.metrics,
+            nodes=args.nodes,
+            **_cluster_options(args),
         )
         if args.output == "table":
             from .output import format_status

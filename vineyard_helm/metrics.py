@@ -145,30 +145,37 @@ class ProxyUnavailable(Exception):
     """No client for the API server (not installed, no usable kubeconfig)."""
 
 
+def core_api(*, kubeconfig: str | None, context: str | None) -> Any:
+    """The kubernetes client's CoreV1Api for the kubeconfig and context helm is given (helm's
+    defaults, then the in-cluster service account, when neither is); ProxyUnavailable when the
+    client is not installed or the kubeconfig is not usable."""
+    try:
+        import kubernetes
+    except ImportError as error:
+        raise ProxyUnavailable(
+            f"the kubernetes Python client is not installed ({INSTALL_HINT})"
+        ) from error
+    client: Any = kubernetes.client  # the kubernetes package has no type information
+    config: Any = kubernetes.config
+    try:
+        if kubeconfig is None and context is None:
+            try:
+                api_client = config.new_client_from_config()
+            except config.ConfigException:
+                config.load_incluster_config()  # as helm does inside a pod
+                api_client = client.ApiClient()
+        else:
+            api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
+    except Exception as error:  # the client raises ConfigException and plain errors
+        raise ProxyUnavailable(f"no usable kubeconfig: {error}") from error
+    return client.CoreV1Api(api_client)
+
+
 class Proxy:
     """GET a pod's /metrics through the API server with the kubernetes client."""
 
     def __init__(self, *, kubeconfig: str | None, context: str | None) -> None:
-        try:
-            import kubernetes
-        except ImportError as error:
-            raise ProxyUnavailable(
-                f"the kubernetes Python client is not installed ({INSTALL_HINT})"
-            ) from error
-        client: Any = kubernetes.client  # the kubernetes package has no type information
-        config: Any = kubernetes.config
-        try:
-            if kubeconfig is None and context is None:
-                try:
-                    api_client = config.new_client_from_config()
-                except config.ConfigException:
-                    config.load_incluster_config()  # as helm does inside a pod
-                    api_client = client.ApiClient()
-            else:
-                api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
-        except Exception as error:  # the client raises ConfigException and plain errors
-            raise ProxyUnavailable(f"no usable kubeconfig: {error}") from error
-        self._api = client.CoreV1Api(api_client)
+        self._api = core_api(kubeconfig=kubeconfig, context=context)
 
     def get(self, namespace: str, pod: str, port: int) -> str:
         text = self._api.connect_get_namespaced_pod_proxy_with_path(

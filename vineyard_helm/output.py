@@ -94,6 +94,32 @@ def etcd_db_cell(record: EtcdMetrics | None) -> str:
     return text
 
 
+#: Nodes named in the line on nodes without vineyardd; the rest are counted.
+GAP_NAMES = 10
+
+
+def node_gap_lines(status: ReleaseStatus) -> list[str]:
+    """One line on the nodes the vineyardd DaemonSets select that run no vineyardd pod, each
+    with its facts (up to GAP_NAMES of them), or why they could not be listed; none when the
+    nodes were not asked for."""
+    if status.nodes_note:
+        return [f"nodes without vineyardd: {status.nodes_note}"]
+    if status.nodes_selected is None:
+        return []
+    gaps = status.nodes_without_vineyardd
+    affinity = sorted({name for gap in gaps for name in gap.affinity_not_checked})
+    if not gaps:
+        return [f"vineyardd on all {status.nodes_selected} nodes its DaemonSets select"]
+    named = ", ".join(f"{gap.node} ({gap.describe()})" for gap in gaps[:GAP_NAMES])
+    more = f", and {len(gaps) - GAP_NAMES} more" if len(gaps) > GAP_NAMES else ""
+    noun = "node has" if len(gaps) == 1 else "nodes have"
+    line = f"{len(gaps)} {noun} no vineyardd (of {status.nodes_selected} selected): {named}{more}"
+    if affinity:
+        verb = "has" if len(affinity) == 1 else "have"
+        line += f"; affinity not checked ({', '.join(affinity)} {verb} node affinity terms)"
+    return [line]
+
+
 def status_lines(status: ReleaseStatus) -> list[str]:
     """The status as lines: release, vineyardd per node, etcd members, Services, socket."""
     release = status.release
@@ -132,6 +158,7 @@ def status_lines(status: ReleaseStatus) -> list[str]:
             rows.append(row)
         if len(rows) > 1:
             lines += table(rows, indent="  ")
+    lines += node_gap_lines(status)
     if status.etcd is not None:
         lines.append(_workload_line("etcd", status.etcd, "members"))
         db = report is not None and bool(report.etcd)

@@ -171,6 +171,35 @@ class MetricsReport:
 
 
 @dataclass(frozen=True)
+class NodeGap:
+    """A node one of the release's vineyardd DaemonSets selects (by its nodeSelector, listed
+    from the API server) that runs none of the release's vineyardd pods (of any pool), with the
+    facts about it that explain why. Facts, not a verdict: which nodes should run a pod is the
+    DaemonSet controller's call, and a node that joins or becomes Ready gets its pod later."""
+
+    node: str
+    #: The node's Ready condition as it reports it: "True", "False", "Unknown"; "" when none.
+    ready: str
+    ready_reason: str = ""  # that condition's reason, e.g. KubeletNotReady, NodeStatusUnknown
+    cordoned: bool = False  # spec.unschedulable (DaemonSet pods tolerate a cordon)
+    #: Its NoSchedule and NoExecute taints (``key=value:Effect``) that the pods of none of the
+    #: DaemonSets selecting it tolerate; the cordon's own taint is left to ``cordoned``.
+    taints: tuple[str, ...] = ()
+    deleting: bool = False  # metadata.deletionTimestamp is set
+    daemonsets: tuple[str, ...] = ()  # the vineyardd DaemonSets whose nodeSelector selects it
+    #: Those of them with a required node affinity, which status does not evaluate.
+    affinity_not_checked: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """``NotReady; taint node.kubernetes.io/not-ready:NoSchedule``"""
+        ready = {"True": "Ready", "False": "NotReady", "Unknown": "Ready Unknown"}
+        facts = [ready.get(self.ready, "no Ready condition")]
+        facts += ["cordoned"] * self.cordoned + ["being deleted"] * self.deleting
+        facts += [f"taint {taint}" for taint in self.taints]
+        return "; ".join(facts)
+
+
+@dataclass(frozen=True)
 class ReleaseStatus:
     """What `status` reports: the release, vineyardd per node (the release's own DaemonSet and
     one per node pool), etcd, Services, the socket."""
@@ -184,6 +213,14 @@ class ReleaseStatus:
     #: vineyardd's memory and etcd's database per pod (``status(metrics=True)``, the default);
     #: None when not asked for.
     metrics: MetricsReport | None = None
+    #: The nodes the vineyardd DaemonSets' nodeSelectors select that run no vineyardd pod of
+    #: the release, with the facts about each (``status(nodes=True)``, the default). `ready`
+    #: does not count them: Kubernetes' desired number of pods leaves them out.
+    nodes_without_vineyardd: tuple[NodeGap, ...] = ()
+    #: How many nodes those nodeSelectors select; None when the nodes were not listed.
+    nodes_selected: int | None = None
+    #: Why the nodes were not listed (no kubernetes client, RBAC); "" when they were.
+    nodes_note: str = ""
 
     @property
     def ready(self) -> bool:
