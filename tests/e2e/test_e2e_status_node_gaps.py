@@ -178,7 +178,7 @@ def test_status_lists_the_nodes_without_vineyardd_with_their_facts(
     table = cli(cluster, "status", "-n", namespace, "--no-metrics")
     assert table.returncode == 0, table.stderr
     line = next(line for line in table.stdout.splitlines() if "no vineyardd" in line)
-    print(line)
+    print(table.stdout)  # with -s: the whole table
     state = "NotReady" if not_ready.ready == "False" else "Ready Unknown"
     described = {nodes["not_ready"]: f"{state}; taint {not_ready.taints[0]}",
                  nodes["tainted"]: f"Ready; cordoned; taint {tainted.taints[0]}"}
