@@ -109,11 +109,7 @@ def install_run(cluster: Cluster, nodes: int, namespace: str, *,
             raise TimeoutError(f"install returned but pods not all Ready in {namespace}")
         profile = {**probe.stop(), "client_cpu_s": round(client_cpu, 2),
                    "watch_restarts": pods.watch_restarts}
-        return {"api_calls_done": max(objs.seen.values()),
-                "ds_pods_created": pods.milestone("added", "vineyardd"),
-                "ds_pods_bound": pods.milestone("bound", "vineyardd"),
-                "etcd_ready": pods.milestone("ready", "etcd"),
-                "all_ready": pods.milestone("ready"),
+        return {"api_calls_done": max(objs.seen.values()), **pod_milestones(pods),
                 "install_returned": returned, "at_return": at_return, "profile": profile}
 
 
@@ -194,6 +190,14 @@ def bare_workloads(namespace: str) -> list[tuple[str, dict]]:
             (f"/apis/apps/v1/namespaces/{namespace}/statefulsets", sts)]
 
 
+def pod_milestones(pods: PodTracker) -> dict[str, float | None]:
+    """The pod milestones every kind of run reports, from its watch."""
+    return {"ds_pods_created": pods.milestone("added", "vineyardd"),
+            "ds_pods_bound": pods.milestone("bound", "vineyardd"),
+            "etcd_ready": pods.milestone("ready", "etcd"),
+            "all_ready": pods.milestone("ready")}
+
+
 def floor_run(cluster: Cluster, nodes: int, namespace: str, *,
               timeout: float = 900) -> dict[str, Any]:
     """The fair floor: a bare DaemonSet and StatefulSet through the same controllers."""
@@ -207,11 +211,7 @@ def floor_run(cluster: Cluster, nodes: int, namespace: str, *,
         created = time.monotonic() - pods.t0
         if not pods.wait(lambda p: p.all_ready(_expected_pods(nodes)), timeout):
             raise TimeoutError(f"bare DaemonSet's pods not all Ready in {namespace}")
-        return {"api_calls_done": created,
-                "ds_pods_created": pods.milestone("added", "vineyardd"),
-                "ds_pods_bound": pods.milestone("bound", "vineyardd"),
-                "etcd_ready": pods.milestone("ready", "etcd"),
-                "all_ready": pods.milestone("ready"),
+        return {"api_calls_done": created, **pod_milestones(pods),
                 "profile": {**probe.stop(), "watch_restarts": pods.watch_restarts}}
 
 
@@ -238,11 +238,7 @@ def direct_run(cluster: Cluster, nodes: int, namespace: str, *,
         created = time.monotonic() - pods.t0
         if not pods.wait(lambda p: p.all_ready(len(bodies)), timeout):
             raise TimeoutError(f"floor pods not all Ready in {namespace}")
-        return {"api_calls_done": created,
-                "ds_pods_created": pods.milestone("added", "vineyardd"),
-                "ds_pods_bound": pods.milestone("bound", "vineyardd"),
-                "etcd_ready": pods.milestone("ready", "etcd"),
-                "all_ready": pods.milestone("ready"),
+        return {"api_calls_done": created, **pod_milestones(pods),
                 "profile": {**probe.stop(), "watch_restarts": pods.watch_restarts}}
 
 
