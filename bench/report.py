@@ -269,6 +269,25 @@ def ready_real_md(r: dict[str, Any]) -> list[str]:
     return rows
 
 
+def latency_real_md(r: dict[str, Any]) -> list[str]:
+    rows = ["## 2c. Reading from vineyardd: a worker pod against a host process (real node)", "",
+            header(r), "",
+            f"A 256 MiB put, then {r['gets_per_run']} gets of it, by the same script in each "
+            "reader, interleaved round by round (`bench/latency_real.py`); the chart installed "
+            "with a hostPath socket. A get maps the blob once per client, so the gets after the "
+            "first are the metadata round trip and building the array. Percentiles over all "
+            "gets of all rounds; the put's median over rounds.", "",
+            "| reader | get median ms | p10 | p90 | get vs host | put median ms | put vs host "
+            "| python / numpy / vineyard |", "|---|---|---|---|---|---|---|---|"]
+    for name, s in r["summary"].items():
+        v = s["versions"]
+        rows.append(f"| {name} | {s['get_median_ms']:.3f} | {s['get_p10_ms']:.3f} | "
+                    f"{s['get_p90_ms']:.3f} | {s['get_ratio_to_host']:.2f} | "
+                    f"{s['put_median_ms']:.1f} | {s['put_ratio_to_host']:.2f} | "
+                    f"{v['python']} / {v['numpy']} / {v['vineyard']} |")
+    return rows + [""]
+
+
 def rollout_md(r: dict[str, Any]) -> list[str]:
     rows = ["## 3. Rollout cost", "", header(r), "",
             "`helm upgrade` changing `vineyard.size`; seconds until every vineyardd pod runs the "
@@ -594,6 +613,8 @@ def markdown(results: dict[str, Any], plot_names: list[str]) -> str:
         md += ready_md(results["ready"], "## 2. Time to ready")
     if "ready_real" in results:
         md += ready_real_md(results["ready_real"])
+    if "latency_real" in results:
+        md += latency_real_md(results["latency_real"])
     if "rollout" in results:
         md += rollout_md(results["rollout"])
     if "cost" in results:
