@@ -285,7 +285,7 @@ def latency_real_md(r: dict[str, Any]) -> list[str]:
                     f"{s['get_p90_ms']:.3f} | {s['get_ratio_to_host']:.2f} | "
                     f"{s['put_median_ms']:.1f} | {s['put_ratio_to_host']:.2f} | "
                     f"{v['python']} / {v['numpy']} / {v['vineyard']} |")
-    return rows + [""]
+    return [*rows, ""]
 
 
 def rollout_md(r: dict[str, Any]) -> list[str]:
