@@ -1,7 +1,7 @@
 """Scale limits: time to ready at the largest node counts, and where the time goes.
 
     python bench/scale.py [--nodes 200] [--runs 1] [--timeout 600]
-    (the committed figures: --nodes 300 1000 --timeout 300)
+    (the committed figures: --nodes 1000 --runs 3 --timeout 400)
 
 The same interleaved runs as bench/ready.py (vineyard_helm.install(wait=True); the fair floor, a
 bare DaemonSet and StatefulSet through the same controllers; the chart's pods created directly
